@@ -1,0 +1,194 @@
+"""The ``tune`` command: verbs, arguments, exit codes and error printing.
+
+Verbs: ``run`` (train a recipe), ``validate`` (print the resolved recipe), ``ls`` (list the
+shipped recipes), ``cp`` (copy a shipped recipe to edit it). Exit status: 0 on success, 2 for a
+user mistake (a bad recipe, a wrong argument: the problem is printed, never a traceback), 130 on
+Ctrl-C. Any other exception is a bug in tune and keeps its traceback.
+
+Only argparse is imported at the top: ``tune --help`` and ``tune validate`` never import torch
+or the Hugging Face stack; each verb imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tune.errors import UserError
+
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Validate the recipe (as ``validate`` does), then train it with ``tune.methods.run.run_recipe``."""
+    from tune.config import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    try:
+        from tune.methods.run import run_recipe
+    except ModuleNotFoundError as exc:
+        if exc.name != "tune.methods.run":
+            raise
+        print("error: training is not available: this installation has no `tune.methods.run`", file=sys.stderr)
+        return 1
+    result = run_recipe(loaded)
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Print the fully resolved recipe (YAML, or one JSON object with ``--json``) on stdout."""
+    from tune.config import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    sys.stdout.write(loaded.to_json() + "\n" if args.json else loaded.to_yaml())
+    return EXIT_OK
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """List the shipped recipes with their one-line descriptions (a table on a terminal, plain columns otherwise)."""
+    from tune.resources import shipped_recipe_names
+
+    rows = [(name, _description(name)) for name in shipped_recipe_names()]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("recipe", "description", box=None, header_style="bold")
+        for name, description in rows:
+            table.add_row(name, description)
+        Console().print(table)
+    else:
+        width = max((len(name) for name, _ in rows), default=0)
+        for name, description in rows:
+            print(f"{name:<{width}}  {description}")
+    return EXIT_OK
+
+
+def _description(name: str) -> str:
+    """The ``description`` of shipped recipe ``name`` (inherited through ``base:``), or why it cannot be read."""
+    from tune.config import RecipeError
+    from tune.config.bases import load_with_bases
+    from tune.resources import shipped_recipe_path
+
+    try:
+        tree, _ = load_with_bases(shipped_recipe_path(name))
+    except RecipeError as exc:
+        return f"(unreadable: {exc.lines()[0]})"
+    return str(tree.get("description") or "")
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    """Copy shipped recipe ``args.name`` to ``args.dest`` (a file, or an existing folder); never overwrites."""
+    from tune.config.copying import portable_text
+    from tune.config.errors import closest
+    from tune.resources import shipped_recipe_names, shipped_recipe_path
+
+    source = shipped_recipe_path(args.name)
+    if source is None:
+        names = shipped_recipe_names()
+        hint = closest(args.name.removesuffix(".yaml"), names)
+        raise UserError(
+            f"no shipped recipe named {args.name!r}; expected one of: {', '.join(names)}"
+            + (f" (did you mean '{hint}'?)" if hint else "")
+        )
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / source.name
+    if not dest.parent.is_dir():
+        raise UserError(f"cannot write {dest}: the folder {dest.parent} does not exist")
+    text = portable_text(source)
+    try:
+        with open(dest, "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise UserError(f"{dest} already exists; not overwriting it (remove it or choose another destination)") from None
+    print(f"copied {args.name} to {dest}")
+    return EXIT_OK
+
+
+VERBS = {
+    "run": (cmd_run, "validate a recipe, then train it"),
+    "validate": (cmd_validate, "check a recipe and print it fully resolved"),
+    "ls": (cmd_ls, "list the shipped recipes"),
+    "cp": (cmd_cp, "copy a shipped recipe to edit it"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: lists the verbs in ``--help`` (each verb parses its own arguments)."""
+    parser = argparse.ArgumentParser(
+        prog="tune",
+        description="Fine-tune LLM-jp-4 models from YAML recipes.",
+        epilog="Start with `tune ls`, then `tune cp tiny/sft-lora my.yaml` and `tune run my.yaml`.",
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    for name, (_, help_text) in VERBS.items():
+        verbs.add_parser(name, help=help_text)
+    return parser
+
+
+def build_verb_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of verb ``name``; options may come before, between or after ``KEY=VALUE`` overrides."""
+    func, help_text = VERBS[name]
+    parser = argparse.ArgumentParser(prog=f"tune {name}", description=help_text)
+    parser.set_defaults(func=func)
+    if name in ("run", "validate"):
+        parser.add_argument("recipe", help="recipe file, or a shipped recipe name such as tiny/sft-lora")
+        parser.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="override a recipe key, e.g. train.lr=1e-4")
+    if name == "validate":
+        parser.add_argument("--json", action="store_true", help="print one JSON object instead of YAML")
+    if name == "cp":
+        parser.add_argument("name", help="shipped recipe name (see `tune ls`), with or without .yaml")
+        parser.add_argument("dest", help="destination file, or an existing folder")
+    return parser
+
+
+def _unknown_verb(argv: list[str]) -> str | None:
+    """A message for a first argument that is no verb (with a suggestion), else None."""
+    if not argv or argv[0].startswith("-") or argv[0] in VERBS:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(argv[0], list(VERBS), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"tune: error: unknown command {argv[0]!r}; expected one of: {', '.join(VERBS)}{hint}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``tune`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    message = _unknown_verb(argv)
+    if message:
+        parser.print_usage(sys.stderr)
+        print(message, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if argv and argv[0] in VERBS:
+            args = build_verb_parser(argv[0]).parse_intermixed_args(argv[1:])
+        else:
+            parser.parse_args(argv)  # prints help for -h, refuses anything else
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+    except SystemExit as exc:  # argparse has printed help or a usage error
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    return _run_verb(args)
+
+
+def _run_verb(args: argparse.Namespace) -> int:
+    """Call the verb; turn user mistakes and Ctrl-C into messages and exit codes."""
+    from tune.config.errors import RecipeError
+
+    try:
+        return args.func(args)
+    except RecipeError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return EXIT_USAGE
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,237 @@
+"""The recipe schema: every key a recipe may hold, its type, default and meaning.
+
+Every model forbids unknown keys (``extra="forbid"``), so a typo is an error, never a silently
+ignored setting. Each field's description states its default and, where the default copies a
+value LLM-jp published for LLM-jp-4, where that value comes from (``shared/docs/llmjp4.md``
+summarises the sources: the LLM-jp-4 8B NeMo tuning recipe, the model cards).
+
+This module imports pydantic only: ``tune validate`` must stay instant (no torch).
+Checks that need the file system or the preset registry live in ``tune.config.checks``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+LLMJP_SFT = "LLM-jp-4 8B SFT recipe (NeMo), published by LLM-jp"
+LLMJP_LORA = "LLM-jp's earlier LoRA recipes (llm-jp-sft)"
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(Section):
+    name: str = Field(
+        description="Which model to tune: a preset name (see `tune.models.presets`, e.g. "
+        "`llm-jp-4-8b`, `tiny-llm-jp-4-8b`), a Hugging Face id (`llm-jp/llm-jp-4-8b-instruct`) "
+        "or a local checkpoint directory. Required."
+    )
+    variant: Literal["base", "instruct", "thinking"] | None = Field(
+        default=None,
+        description="For a real preset: which released checkpoint to start from. Default: the "
+        "preset's default variant (`base`, as LLM-jp's own SFT starts from the base model). "
+        "Ignored by tiny twins, which have a single random checkpoint; an error for hub ids/paths.",
+    )
+    path: str | None = Field(
+        default=None,
+        description="Local copy of the checkpoint named by `name` (a directory with config.json). "
+        "Default: none, the hub (or its local cache) is used. Set it on machines without hub access.",
+    )
+    revision: str | None = Field(
+        default=None, description="Hub revision (branch, tag or commit) to load. Default: none (main)."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="Dtype the weights are loaded in. Default `auto`: bfloat16 on a CUDA GPU (the "
+        "released checkpoints are bf16), float32 on CPU.",
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = Field(
+        default="sdpa",
+        description="Attention kernel passed to transformers. Default `sdpa` (runs everywhere).",
+    )
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Allow code from the checkpoint repository to run. Default false: tune loads "
+        "LLM-jp-4 (including its tokenizer) without remote code.",
+    )
+    tokenizer: str | None = Field(
+        default=None,
+        description="Directory holding the tokenizer assets to use instead of the checkpoint's own "
+        "(a `tokenizer.json`, or LLM-jp-4's SentencePiece `.model` + `chat_template.jinja` + "
+        "`tokenizer_config.json`). Default: none, the checkpoint's own tokenizer.",
+    )
+
+
+class LoraSection(Section):
+    r: int = Field(default=8, ge=1, le=4096, description=f"LoRA rank. Default 8 ({LLMJP_LORA}).")
+    alpha: float = Field(default=32, gt=0, description=f"LoRA scaling alpha. Default 32 ({LLMJP_LORA}).")
+    dropout: float = Field(
+        default=0.05, ge=0, lt=1, description=f"Dropout on the LoRA input. Default 0.05 ({LLMJP_LORA})."
+    )
+    targets: Literal["all-linear"] | list[str] = Field(
+        default="all-linear",
+        description="Modules that get adapters: `all-linear` (every Linear but the output head) or "
+        "a list of module name suffixes such as [q_proj, v_proj]. Default `all-linear`.",
+    )
+
+
+class MethodSection(Section):
+    name: Literal["sft", "dpo", "cpt"] = Field(
+        default="sft",
+        description="Training method. Default `sft` (supervised fine-tuning on conversations). "
+        "`dpo` and `cpt` are reserved names: they are refused until implemented.",
+    )
+    peft: Literal["none", "lora"] = Field(
+        default="none",
+        description="Parameter-efficient method: `none` trains every weight, `lora` trains "
+        "low-rank adapters (settings under `method.lora`). Default `none`.",
+    )
+    lora: LoraSection | None = Field(
+        default=None,
+        description="LoRA settings, used when `peft: lora`. Default: the LoraSection defaults.",
+    )
+
+    @model_validator(mode="after")
+    def _lora_only_with_lora(self) -> "MethodSection":
+        if self.name in ("dpo", "cpt"):
+            raise ValueError(f"method `{self.name}` is reserved and not implemented yet; use `sft`")
+        if self.lora is not None and self.peft == "none":
+            raise ValueError("`method.lora` is set but `method.peft` is `none`; set `method.peft: lora` or drop `lora`")
+        if self.peft == "lora" and self.lora is None:
+            self.lora = LoraSection()
+        return self
+
+
+class DatasetEntry(Section):
+    path: str = Field(
+        description="A local file of training rows. Relative paths are read from the recipe "
+        "file's folder; `tune:` paths name files shipped with tune (e.g. `tune:samples/...`)."
+    )
+    format: Literal["messages"] = Field(
+        default="messages",
+        description="Row format. `messages`: JSONL, one object per line with a `messages` list of "
+        "{role, content} (roles system, developer, user, assistant; optional `thinking`). Default `messages`.",
+    )
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="Upsampling factor: whole repeats of the file, the fractional part sampled. Default 1.",
+    )
+
+
+class DataSection(Section):
+    datasets: list[DatasetEntry] = Field(min_length=1, description="Training data files. Required, at least one.")
+    max_seq_len: int = Field(
+        default=4096, ge=16, le=1_048_576, description=f"Longest training sequence in tokens. Default 4096 ({LLMJP_SFT})."
+    )
+    template: Literal["chat"] = Field(
+        default="chat",
+        description="How conversations become text: `chat` renders with the tokenizer's own chat "
+        "template (LLM-jp-4's Harmony template). Default `chat`.",
+    )
+    conversation_start_date: str = Field(
+        default="2026-04-01",
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="Date stamped into the LLM-jp-4 system block (YYYY-MM-DD). Pinned so that the "
+        "rendered training text does not change with the day it is prepared. Default 2026-04-01.",
+    )
+    reasoning_effort: Literal["low", "medium", "high"] = Field(
+        default="medium",
+        description="`Reasoning:` level written into the system block. Default `medium` (the template's own default).",
+    )
+    overlong: Literal["drop", "truncate"] = Field(
+        default="drop",
+        description="A sample longer than `max_seq_len`: `drop` it or `truncate` it. Either way the "
+        "count is reported. Default `drop` (a truncated answer teaches the model to stop mid-sentence).",
+    )
+
+
+class TrainSection(Section):
+    epochs: float = Field(default=2, gt=0, description=f"Passes over the data. Default 2 ({LLMJP_SFT}).")
+    max_steps: int | None = Field(
+        default=None, ge=1, description="Optimizer steps to run; overrides `epochs` when set. Default: none."
+    )
+    lr: float = Field(default=2e-5, gt=0, le=1, description=f"Peak learning rate. Default 2e-5 ({LLMJP_SFT}).")
+    min_lr: float = Field(
+        default=2e-6, ge=0, description=f"Learning rate the cosine schedule ends at. Default 2e-6 ({LLMJP_SFT})."
+    )
+    scheduler: Literal["cosine", "linear", "constant"] = Field(
+        default="cosine",
+        description=f"Learning-rate schedule after warmup: `cosine` (to `min_lr`), `linear` (to 0), `constant`. Default `cosine` ({LLMJP_SFT}).",
+    )
+    warmup_steps: int = Field(default=20, ge=0, description=f"Linear warmup steps. Default 20 ({LLMJP_SFT}).")
+    per_device_batch_size: int = Field(default=1, ge=1, description="Sequences per device per micro-step. Default 1.")
+    grad_accumulation: int = Field(
+        default=1, ge=1, description="Micro-steps per optimizer step (global batch = this x per-device batch x processes). Default 1."
+    )
+    optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd"] = Field(
+        default="adamw_torch", description="Optimizer (transformers name). Default `adamw_torch` (Adam with decoupled weight decay)."
+    )
+    adam_beta1: float = Field(default=0.9, ge=0, lt=1, description=f"Adam beta1. Default 0.9 ({LLMJP_SFT}).")
+    adam_beta2: float = Field(default=0.98, ge=0, lt=1, description=f"Adam beta2. Default 0.98 ({LLMJP_SFT}).")
+    adam_epsilon: float = Field(default=1e-8, gt=0, description="Adam epsilon. Default 1e-8.")
+    weight_decay: float = Field(default=0.1, ge=0, description=f"Weight decay. Default 0.1 ({LLMJP_SFT}).")
+    max_grad_norm: float = Field(default=1.0, ge=0, description=f"Gradient clipping norm (0 = off). Default 1.0 ({LLMJP_SFT}).")
+    seed: int = Field(default=42, ge=0, description="Seed for weights init of new parameters, data order and dropout. Default 42.")
+    gradient_checkpointing: bool = Field(
+        default=False, description="Recompute activations in backward to save memory. Default false."
+    )
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        default="auto",
+        description=f"Mixed precision. Default `auto`: bf16 on a GPU that supports it ({LLMJP_SFT} trains in bf16), fp32 on CPU.",
+    )
+
+    @model_validator(mode="after")
+    def _min_lr_below_lr(self) -> "TrainSection":
+        if self.min_lr > self.lr:
+            raise ValueError(f"`train.min_lr` ({self.min_lr}) is above `train.lr` ({self.lr}); it must not be")
+        return self
+
+
+class OutputSection(Section):
+    dir: str | None = Field(
+        default=None,
+        description="Where the run writes its outputs. Default: `runs/<recipe name>-<date-time>` "
+        "under the current directory, fixed when the recipe is resolved.",
+    )
+    save_steps: int | None = Field(
+        default=None, ge=1, description="Write a resumable checkpoint every N steps. Default: none (only `final/`)."
+    )
+    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept on disk (oldest deleted first). Default 2.")
+    overwrite: bool = Field(
+        default=False,
+        description="Allow writing into an `output.dir` that already holds a finished run. Default false.",
+    )
+
+
+class LoggingSection(Section):
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list,
+        description="Experiment trackers to report to, besides tune's own `metrics.jsonl`. Default: none.",
+    )
+    logging_steps: int = Field(default=10, ge=1, description="Log loss and throughput every N optimizer steps. Default 10.")
+
+
+class LaunchSection(Section):
+    nodes: int = Field(default=1, ge=1, le=4096, description="Number of machines. Default 1.")
+    processes_per_node: int = Field(
+        default=1, ge=1, le=64, description="Processes (one per GPU) on each machine. Default 1."
+    )
+
+
+class Recipe(Section):
+    """A complete, validated recipe. `tune validate` prints it resolved; `tune run` trains it."""
+
+    description: str = Field(default="", description="One line saying what the recipe does (shown by `tune ls`).")
+    model: ModelSection
+    method: MethodSection = Field(default_factory=MethodSection)
+    data: DataSection
+    train: TrainSection = Field(default_factory=TrainSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    launch: LaunchSection = Field(default_factory=LaunchSection)

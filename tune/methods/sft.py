@@ -1,0 +1,138 @@
+"""Supervised fine-tuning (`method.name: sft`), full or LoRA, through TRL's SFTTrainer.
+
+Features:
+    - Model: a preset (LLM-jp-4 8B / 32B-A3B or a tiny twin), a hub id or a local folder, loaded
+      in the recipe's dtype and attention kernel (tune.models).
+    - Data: conversation JSONL files rendered with the tokenizer's own chat template, with the
+      date and reasoning effort pinned by the recipe; loss on assistant tokens only, closing
+      marker included (tune.data.chat_masks). TRL receives `input_ids` + `labels` and trains on
+      them as they are.
+    - `method.peft: lora` wraps the model with peft adapters; `none` trains every weight.
+    - Outputs in `output.dir`: `metrics.jsonl` (one line per log event), `manifest.json`
+      (versions, git commit, seed, data fingerprint, steps, wall time, tokens/s,
+      `final_train_loss`) and `final/` (the adapter or the full model, plus the tokenizer and
+      its chat template), loadable by plain transformers / peft.
+
+Refuses, before any training step, with a UserError: an unreachable hub id with no local copy,
+a tokenizer without a chat template or larger than the model's vocabulary, a malformed data row
+(file and line named), data with no trainable sample left, fp16 without a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tune.config.schema import Recipe
+
+
+@dataclass
+class SftOutcome:
+    """What a finished SFT run leaves in memory: its manifest and the trained model + tokenizer."""
+
+    manifest: dict
+    model: object
+    tokenizer: object
+
+
+def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
+    """Train ``recipe`` and write its outputs into ``run_dir``."""
+    from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTTrainer
+
+    from tune.data.sft_data import prepare_sft_data
+    from tune.models.checkpoints import locate_checkpoint
+    from tune.models.loading import check_vocab_fits, load_model, load_tokenizer, lora_config
+    from tune.training.arguments import sft_config
+    from tune.training.manifest import write_manifest
+    from tune.training.progress import ProgressCallback
+
+    started = time.perf_counter()
+    _quiet_library_chatter()
+    checkpoint = locate_checkpoint(recipe.model)
+    printer(f"model: {checkpoint.source} ({checkpoint.folder})")
+    tokenizer = load_tokenizer(recipe, checkpoint)
+    data = prepare_sft_data(recipe, tokenizer)
+    for line in data.report.lines():
+        printer(f"data: {line}")
+
+    set_seed(recipe.train.seed)
+    model = load_model(recipe, checkpoint)
+    check_vocab_fits(model, tokenizer, checkpoint.source)
+    progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer)
+    set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(recipe, run_dir),
+        train_dataset=data.to_dataset(),
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe),
+        callbacks=[progress],
+    )
+    trainer.remove_callback(PrinterCallback)
+    result = trainer.train()
+
+    final_dir = run_dir / "final"
+    trainer.save_model(str(final_dir))
+    tokenizer.save_pretrained(str(final_dir))
+    if recipe.method.peft == "lora":
+        _point_adapter_at_base(final_dir, checkpoint, recipe.model.revision)
+    wall = time.perf_counter() - started
+    manifest = write_manifest(
+        run_dir / "manifest.json",
+        method="sft",
+        peft=recipe.method.peft,
+        model={"source": checkpoint.source, "folder": str(checkpoint.folder), "revision": recipe.model.revision},
+        seed=recipe.train.seed,
+        data={"fingerprint": data.fingerprint, "samples": data.report.samples, "tokens": data.report.tokens,
+              "supervised_tokens": data.report.supervised_tokens},
+        steps=trainer.state.global_step,
+        wall_time_s=round(wall, 2),
+        train_time_s=round(result.metrics["train_runtime"], 2),
+        tokens_seen=trainer.state.num_input_tokens_seen,
+        tokens_per_s=round(trainer.state.num_input_tokens_seen / result.metrics["train_runtime"], 1),
+        final_train_loss=progress.last_loss,
+        mean_train_loss=result.training_loss,
+        final_dir=str(final_dir),
+    )
+    kind = "LoRA adapter" if recipe.method.peft == "lora" else "model"
+    printer(
+        f"done: {manifest['steps']} steps in {wall:.0f} s, final loss {progress.last_loss:.4f}, "
+        f"{manifest['tokens_per_s']:,.0f} tokens/s"
+    )
+    printer(f"saved {kind} + tokenizer to {final_dir}  (run folder: {run_dir})")
+    return SftOutcome(manifest, trainer.model, tokenizer)
+
+
+def _quiet_library_chatter() -> None:
+    """Hide per-step progress bars of datasets/transformers and a deprecation warning TRL triggers;
+    tune prints its own progress lines."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def _point_adapter_at_base(final_dir: Path, checkpoint, revision: str | None) -> None:
+    """Record the hub id (not a local cache folder) as the adapter's base, when it came from the hub."""
+    config_path = final_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = (
+        checkpoint.source if _is_hub_source(checkpoint) else str(checkpoint.folder)
+    )
+    if revision and _is_hub_source(checkpoint):
+        config["revision"] = revision
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _is_hub_source(checkpoint) -> bool:
+    return "/" in checkpoint.source and not Path(checkpoint.source).exists() and not (
+        checkpoint.preset and checkpoint.preset.is_tiny
+    )

@@ -1,0 +1,79 @@
+"""Load a recipe's tokenizer and model from a local checkpoint folder.
+
+The tokenizer always comes from the checkpoint (or `model.tokenizer`), built without remote code:
+LLM-jp-4's published tokenizer names a custom class, but training only needs encoding and the
+chat template, which a plain fast tokenizer provides (see tune.models.tokenizer_sentencepiece).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tune.config.schema import Recipe
+from tune.errors import UserError
+from tune.models.checkpoints import Checkpoint
+
+
+def resolve_dtype(name: str):
+    """The torch dtype for a recipe `model.dtype`: `auto` is bf16 on CUDA, fp32 on CPU."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, name)
+
+
+def load_tokenizer(recipe: Recipe, checkpoint: Checkpoint):
+    """The fast tokenizer for the run, with its chat template; UserError if it has none."""
+    from tune.models.tokenizer_sentencepiece import build_fast_tokenizer_from_assets
+
+    folder = Path(recipe.model.tokenizer) if recipe.model.tokenizer else checkpoint.folder
+    try:
+        tokenizer = build_fast_tokenizer_from_assets(folder)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(f"model.tokenizer: cannot build a tokenizer from {folder}: {err}") from None
+    if not tokenizer.chat_template:
+        raise UserError(
+            f"tokenizer at {folder} has no chat template (chat_template.jinja); "
+            "data.template `chat` needs one: set model.tokenizer to a folder that has it"
+        )
+    return tokenizer
+
+
+def load_model(recipe: Recipe, checkpoint: Checkpoint):
+    """The causal LM in the recipe's dtype and attention kernel, ready for training."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        checkpoint.folder,
+        dtype=resolve_dtype(recipe.model.dtype),
+        attn_implementation=recipe.model.attn_implementation,
+        trust_remote_code=recipe.model.trust_remote_code,
+    )
+    return model
+
+
+def check_vocab_fits(model, tokenizer, source: str) -> None:
+    """Refuse a tokenizer with ids the model's embedding has no row for."""
+    if len(tokenizer) > model.config.vocab_size:
+        raise UserError(
+            f"model {source}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary only "
+            f"{model.config.vocab_size}; set model.tokenizer to the checkpoint's own tokenizer"
+        )
+
+
+def lora_config(recipe: Recipe):
+    """The peft LoraConfig for a recipe with `method.peft: lora` (None otherwise)."""
+    if recipe.method.peft != "lora":
+        return None
+    from peft import LoraConfig
+
+    lora = recipe.method.lora
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.targets,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )

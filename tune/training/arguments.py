@@ -1,0 +1,70 @@
+"""Translate a Recipe into TRL's SFTConfig: the one place recipe fields meet trainer arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tune.config.schema import Recipe
+from tune.errors import UserError
+
+_SCHEDULERS = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "constant_with_warmup"}
+
+
+def resolve_precision(recipe: Recipe) -> str:
+    """`bf16`, `fp16` or `fp32`: `auto` means bf16 on a CUDA GPU that supports it, fp32 elsewhere.
+
+    Refuses fp16 without a CUDA GPU (CPU autocast has no fp16 path worth training in).
+    """
+    import torch
+
+    precision = recipe.train.precision
+    has_gpu = torch.cuda.is_available()
+    if precision == "auto":
+        return "bf16" if has_gpu and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp16" and not has_gpu:
+        raise UserError("train.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on this machine")
+    return precision
+
+
+def sft_config(recipe: Recipe, run_dir: Path):
+    """The SFTConfig for ``recipe``, writing checkpoints under ``run_dir/checkpoints``."""
+    import torch
+    from trl import SFTConfig
+
+    train = recipe.train
+    precision = resolve_precision(recipe)
+    scheduler = _SCHEDULERS[train.scheduler]
+    return SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps or -1,
+        learning_rate=train.lr,
+        lr_scheduler_type=scheduler,
+        lr_scheduler_kwargs={"min_lr": train.min_lr} if scheduler == "cosine_with_min_lr" else {},
+        warmup_steps=train.warmup_steps,
+        per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.grad_accumulation,
+        optim=train.optimizer,
+        adam_beta1=train.adam_beta1,
+        adam_beta2=train.adam_beta2,
+        adam_epsilon=train.adam_epsilon,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        seed=train.seed,
+        data_seed=train.seed,
+        activation_checkpointing=train.gradient_checkpointing,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        max_length=recipe.data.max_seq_len,
+        packing=False,
+        logging_steps=recipe.logging.logging_steps,
+        logging_first_step=True,
+        report_to=list(recipe.logging.report_to) or "none",
+        save_strategy="steps" if recipe.output.save_steps else "no",
+        save_steps=recipe.output.save_steps or 500,
+        save_total_limit=recipe.output.save_total_limit,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
