@@ -84,9 +84,8 @@ def main() -> None:
     loss_diff = max(abs(x - y) for x, y in zip(a, b)) if len(a) == len(b) else float("inf")
     print(f"{'':<22}{'tune run':>12}{'plain TRL':>12}")
     print(f"{'tokens/s (best of ' + str(args.repeats) + ')':<22}{best_tune:>12,.0f}{best_plain:>12,.0f}")
-    every_tune = ", ".join(f"{r['tokens_per_s']:.0f}" for r in tune_runs)
-    every_plain = ", ".join(f"{r['tokens_per_s']:.0f}" for r in plain_runs)
-    print(f"{'tokens/s, every run':<22}{every_tune:>12}{every_plain:>12}")
+    for i, (t, p) in enumerate(zip(tune_runs, plain_runs), start=1):
+        print(f"{'tokens/s, run ' + str(i):<22}{t['tokens_per_s']:>12,.0f}{p['tokens_per_s']:>12,.0f}")
     print(f"ratio tune / plain: {best_tune / best_plain:.3f}   (target >= 0.98)")
     print(f"logged losses: {len(a)} vs {len(b)}; largest difference {loss_diff:.2e}   (target 0)")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import sys
 import textwrap
 from pathlib import Path
@@ -24,6 +26,27 @@ data:
   datasets:
     - path: tune:samples/demo-chat.jsonl
 """
+
+
+class NetworkUsed(AssertionError):
+    """A test tried to reach a host other than this machine."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network():
+    """Fail any test (in this process) that connects anywhere but loopback: the suite must run offline."""
+    real_connect = socket.socket.connect
+
+    def guarded(sock, address):
+        host = address[0] if isinstance(address, tuple) else None
+        if host is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            if host != "localhost" and not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+                raise NetworkUsed(f"a test tried to connect to {address}")
+        return real_connect(sock, address)
+
+    socket.socket.connect = guarded
+    yield
+    socket.socket.connect = real_connect
 
 
 @pytest.fixture(scope="session")

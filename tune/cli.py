@@ -25,15 +25,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tune.config import load_recipe
 
     loaded = load_recipe(args.recipe, args.overrides)
-    try:
-        from tune.methods.run import run_recipe
-    except ModuleNotFoundError as exc:
-        if exc.name != "tune.methods.run":
-            raise
-        print("error: training is not available: this installation has no `tune.methods.run`", file=sys.stderr)
-        return 1
-    result = run_recipe(loaded)
-    return result if isinstance(result, int) else EXIT_OK
+    from tune.methods.run import run_recipe
+
+    run_recipe(loaded)
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
