@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def prepare(recipe_path: str, work: Path):
     """Resolve the recipe and write its tokenized samples for the baseline."""
     from tune.config import load_recipe
-    from tune.data.sft_data import prepare_sft_data
+    from tune.data.prepare import prepare_sft_data
     from tune.models.checkpoints import locate_checkpoint
     from tune.models.loading import load_tokenizer
 
@@ -32,7 +32,7 @@ def prepare(recipe_path: str, work: Path):
     data = prepare_sft_data(recipe, load_tokenizer(recipe, checkpoint))
     rows = work / "prepared.jsonl"
     with open(rows, "w") as handle:
-        for ids, labels in zip(data.input_ids, data.labels):
+        for ids, labels in zip(data.train["input_ids"], data.train["labels"]):
             handle.write(json.dumps({"input_ids": ids, "labels": labels}) + "\n")
     t, lora = recipe.train, recipe.method.lora
     hparams = {

@@ -60,7 +60,8 @@ def test_validate_json_is_one_object_matching_the_yaml(capsys):
     as_json = json.loads(capsys.readouterr().out)
     assert main(["validate", recipe, "output.dir=/tmp/x"]) == 0
     assert as_json == yaml.safe_load(capsys.readouterr().out)
-    assert as_json["data"]["datasets"][0]["path"].endswith("tune/samples/demo-chat.jsonl")
+    assert as_json["data"]["datasets"][-1]["path"].endswith("tune/samples/demo-chat.jsonl")
+    assert as_json["data"]["datasets"][0] | {"card": "oasst2-33k-ja", "use": "samples", "weight": 1.0} == as_json["data"]["datasets"][0]
 
 
 def test_validate_bad_recipe_exits_2_with_problem_lines_and_no_traceback(write_recipe):

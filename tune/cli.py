@@ -107,6 +107,7 @@ VERBS = {
     "validate": (cmd_validate, "check a recipe and print it fully resolved"),
     "ls": (cmd_ls, "list the shipped recipes"),
     "cp": (cmd_cp, "copy a shipped recipe to edit it"),
+    "data": (None, "dataset cards and the mixture a recipe trains on (ls, show, preview)"),
 }
 
 
@@ -127,6 +128,12 @@ def build_verb_parser(name: str) -> argparse.ArgumentParser:
     """The parser of verb ``name``; options may come before, between or after ``KEY=VALUE`` overrides."""
     func, help_text = VERBS[name]
     parser = argparse.ArgumentParser(prog=f"tune {name}", description=help_text)
+    if name == "data":
+        from tune.cli_data import add_arguments, cmd_data
+
+        add_arguments(parser)
+        parser.set_defaults(func=cmd_data)
+        return parser
     parser.set_defaults(func=func)
     if name in ("run", "validate"):
         parser.add_argument("recipe", help="recipe file, or a shipped recipe name such as tiny/sft-lora")
@@ -161,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         if argv and argv[0] in VERBS:
-            args = build_verb_parser(argv[0]).parse_intermixed_args(argv[1:])
+            verb_parser = build_verb_parser(argv[0])
+            parse = verb_parser.parse_args if argv[0] == "data" else verb_parser.parse_intermixed_args
+            args = parse(argv[1:])
         else:
             parser.parse_args(argv)  # prints help for -h, refuses anything else
             parser.print_help(sys.stderr)

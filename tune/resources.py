@@ -21,6 +21,15 @@ def shipped_recipes_dir() -> Path:
     return PACKAGE_DIR / "_shipped" / "recipes"
 
 
+def shipped_cards_dir() -> Path:
+    """The folder holding the dataset cards (repository ``datasets_cards/`` in a checkout,
+    ``tune/_shipped/datasets_cards`` in a wheel)."""
+    checkout = PACKAGE_DIR.parent / "datasets_cards"
+    if checkout.is_dir():
+        return checkout
+    return PACKAGE_DIR / "_shipped" / "datasets_cards"
+
+
 def resolve_tune_path(rel: str) -> Path:
     """The absolute path of ``rel`` inside the tune package (``samples/x.jsonl`` -> ``.../tune/samples/x.jsonl``).
 

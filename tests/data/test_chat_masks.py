@@ -2,24 +2,10 @@
 
 import pytest
 
+from tests.data.supervision import supervised_runs
 from tune.data.chat_masks import IGNORE_INDEX, TemplateMaskError, label_conversation
 
 PINNED = {"conversation_start_date": "2026-04-01", "reasoning_effort": "medium"}
-
-
-def supervised_runs(tokenizer, sample):
-    """Decoded text of each maximal run of supervised tokens."""
-    runs, current = [], []
-    for token_id, label in zip(sample.input_ids, sample.labels):
-        if label != IGNORE_INDEX:
-            assert label == token_id
-            current.append(token_id)
-        elif current:
-            runs.append(current)
-            current = []
-    if current:
-        runs.append(current)
-    return [tokenizer.decode(run, skip_special_tokens=False) for run in runs]
 
 
 def test_single_turn_trains_answer_and_return_marker_only(tiny_tokenizer):

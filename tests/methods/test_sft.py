@@ -48,7 +48,7 @@ def test_lora_overfits_and_saved_adapter_gives_same_logits_in_plain_peft(overfit
     assert manifest["steps"] == 30 and manifest["seed"] == 42
     assert manifest["final_train_loss"] == pytest.approx(curve[-1])
     assert manifest["tokens_per_s"] > 0 and manifest["packages"]["trl"]
-    assert len(manifest["data"]["fingerprint"]) == 16
+    assert len(manifest["data"]["fingerprint"]) == 24 and manifest["data"]["report"]["datasets"][0]["samples"] == 12
 
 
 def test_full_sft_overfits_and_final_model_loads_in_plain_transformers(overfit_recipe):

@@ -5,8 +5,10 @@ Run on the merged recipe data before schema validation; each function fixes valu
 the problems it found. A value of the wrong type is left alone: the schema reports it.
 
 - ``tune:REL`` names the file ``REL`` inside the tune package; it must exist.
+- ``data.datasets[].card`` must name a dataset card; an entry without ``share`` gets the card's
+  default weight (1 for a plain file) when it sets none, so the resolved recipe shows it.
 - Relative ``data.datasets[].path``, ``model.path`` and ``model.tokenizer`` are read from the
-  folder of the file that wrote them (the current folder for overrides). Data files must exist;
+  folder of the file that wrote them (the current folder for overrides). Data paths must exist;
   ``model.path``/``model.tokenizer`` may live on another machine, so only their ``tune:`` form is checked.
 - ``model.name``: a preset, else an existing local directory (made absolute), else a hub id
   ``owner/name``; anything else is an unknown preset.
@@ -17,6 +19,7 @@ the problems it found. A value of the wrong type is left alone: the schema repor
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from datetime import datetime
@@ -65,26 +68,66 @@ def resolve_path(value: str, path: str, positions: PositionMap) -> tuple[Path | 
 
 
 def resolve_datasets(tree: dict, positions: PositionMap) -> list[Problem]:
-    """Make each dataset path absolute; a problem per data file that does not exist."""
+    """Check each dataset's card and path, make paths absolute and fill in default weights."""
     data = _section(tree, "data")
     entries = data.get("datasets") if data else None
     if not isinstance(entries, list):
         return []
     problems = []
     for index, entry in enumerate(entries):
-        path = f"data.datasets.{index}.path"
-        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+        if not isinstance(entry, dict):
             continue
-        resolved, problem = resolve_path(entry["path"], path, positions)
-        if problem is None and not resolved.is_file():
-            written = entry["path"]
-            where = "" if Path(written).expanduser().is_absolute() else f" (relative paths are read from {positions.value(path).folder})"
-            problem = Problem(positions.value(path), path, f"no such data file: {resolved}", f"an existing data file{where}")
+        card, problem = _check_card(entry, f"data.datasets.{index}", positions)
+        if problem is None:
+            problem = _check_format(entry, f"data.datasets.{index}.format", positions)
+        if problem is None:
+            problem = _resolve_data_path(entry, f"data.datasets.{index}.path", positions)
         if problem is not None:
             problems.append(problem)
-        else:
-            entry["path"] = str(resolved)
+        elif "share" not in entry or entry["share"] is None:
+            entry.setdefault("weight", card.default_weight if card is not None else 1.0)
     return problems
+
+
+def _check_card(entry: dict, key: str, positions: PositionMap):
+    """The card ``entry`` names (None for a plain file), or a problem for an unknown card name."""
+    name = entry.get("card")
+    if not isinstance(name, str):
+        return None, None
+    from tune.data.cards import card_names, load_card
+
+    if name not in card_names():
+        suggestions = difflib.get_close_matches(name, card_names(), n=1)
+        what = f"no dataset card named {name!r}"
+        return None, Problem(positions.value(f"{key}.card"), f"{key}.card", what,
+                             "a card listed by `tune data ls`", suggestions[0] if suggestions else None)
+    return load_card(name), None
+
+
+def _check_format(entry: dict, key: str, positions: PositionMap) -> Problem | None:
+    """A problem when ``format`` names no converter."""
+    name = entry.get("format")
+    if not isinstance(name, str):
+        return None
+    from tune.data.converters import CONVERTERS
+
+    if name in CONVERTERS:
+        return None
+    close = difflib.get_close_matches(name, CONVERTERS, n=1)
+    return Problem(positions.value(key), key, f"unknown format {name!r}", one_of(CONVERTERS), close[0] if close else None)
+
+
+def _resolve_data_path(entry: dict, path: str, positions: PositionMap) -> Problem | None:
+    if not isinstance(entry.get("path"), str):
+        return None
+    resolved, problem = resolve_path(entry["path"], path, positions)
+    if problem is None and not resolved.exists():
+        written = entry["path"]
+        where = "" if Path(written).expanduser().is_absolute() else f" (relative paths are read from {positions.value(path).folder})"
+        problem = Problem(positions.value(path), path, f"no such data file: {resolved}", f"an existing data file or folder{where}")
+    if problem is None:
+        entry["path"] = str(resolved)
+    return problem
 
 
 def resolve_model(tree: dict, positions: PositionMap) -> list[Problem]:

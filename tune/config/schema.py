@@ -108,31 +108,80 @@ class MethodSection(Section):
 
 
 class DatasetEntry(Section):
-    path: str = Field(
-        description="A local file of training rows. Relative paths are read from the recipe "
-        "file's folder; `tune:` paths name files shipped with tune (e.g. `tune:samples/...`)."
+    card: str | None = Field(
+        default=None,
+        description="A dataset card name (`tune data ls`; files in `datasets_cards/`): the card says "
+        "where the data lives, its format, licence and default weight. Give `card` or `path`.",
     )
-    format: Literal["messages"] = Field(
-        default="messages",
-        description="Row format. `messages`: JSONL, one object per line with a `messages` list of "
-        "{role, content} (roles system, developer, user, assistant; optional `thinking`). Default `messages`.",
+    path: str | None = Field(
+        default=None,
+        description="A local file (.jsonl, .json, .parquet) or folder of rows. With `card`: a local copy "
+        "of that card's dataset (read with the card's converter). Relative paths are read from the "
+        "recipe file's folder; `tune:` paths name files shipped with tune. Default: none.",
     )
-    weight: float = Field(
-        default=1.0,
+    format: str | None = Field(
+        default=None,
+        description="Converter for a `path` without `card`: messages, llmjp4_sft, sharegpt, alpaca, "
+        "preference, text (`tune data ls` lists them). Default `messages`.",
+    )
+    fields: dict[str, str] | None = Field(
+        default=None,
+        description="Column names of the source, when they differ from the converter's defaults "
+        "(e.g. {instruction: question, output: answer}). Default: the card's or converter's.",
+    )
+    use: Literal["dataset", "samples"] = Field(
+        default="dataset",
+        description="For a card: `dataset` reads the real data (from `path`, else the Hugging Face "
+        "Hub), `samples` the few hand-written rows bundled next to the card (demos, tests). Default `dataset`.",
+    )
+    weight: float | None = Field(
+        default=None,
         gt=0,
-        description="Upsampling factor: whole repeats of the file, the fractional part sampled. Default 1.",
+        description="Upsampling factor: whole repeats of the rows, the fractional part drawn with the "
+        "seed (LLM-jp upsamples e.g. AnswerCarefully x16). Default: the card's default weight, else 1. "
+        "Not with `share`.",
     )
+    share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Fraction of the training mixture this dataset makes up (rows drawn with the seed, "
+        "repeating when short). Either every dataset has a share (summing to 1) or none. Default: none.",
+    )
+    max_rows: int | None = Field(
+        default=None, ge=1, description="Use at most this many rows (drawn with the seed) before weighting. Default: all."
+    )
+
+    @model_validator(mode="after")
+    def _card_or_path(self) -> "DatasetEntry":
+        if self.card is None and self.path is None:
+            raise ValueError("a dataset needs `card: NAME` or `path: FILE`")
+        if self.card is not None and self.format is not None:
+            raise ValueError("`format` is only for a `path` without `card` (a card names its own converter)")
+        if self.card is None and self.use == "samples":
+            raise ValueError("`use: samples` needs a `card`")
+        if self.card is not None and self.use == "samples" and self.path is not None:
+            raise ValueError("`use: samples` reads the card's bundled rows; drop `path` or set `use: dataset`")
+        if self.weight is not None and self.share is not None:
+            raise ValueError("give `weight` (an upsampling factor) or `share` (a fraction of the mixture), not both")
+        return self
 
 
 class DataSection(Section):
-    datasets: list[DatasetEntry] = Field(min_length=1, description="Training data files. Required, at least one.")
+    datasets: list[DatasetEntry] = Field(min_length=1, description="The datasets of the mixture. Required, at least one.")
     max_seq_len: int = Field(
         default=4096, ge=16, le=1_048_576, description=f"Longest training sequence in tokens. Default 4096 ({LLMJP_SFT})."
     )
-    template: Literal["chat"] = Field(
+    template: Literal["chat", "instruct_ja"] = Field(
         default="chat",
         description="How conversations become text: `chat` renders with the tokenizer's own chat "
-        "template (LLM-jp-4's Harmony template). Default `chat`.",
+        "template (LLM-jp-4's Harmony template); `instruct_ja` is the `### 指示: / ### 応答:` prompt "
+        "LLM-jp's own tuning of base models uses. Default `chat`.",
+    )
+    train_on: Literal["all_assistant", "last_assistant"] = Field(
+        default="all_assistant",
+        description="Which assistant turns carry the loss: every one, or only the last of each "
+        "conversation. Thinking is trained only where the template keeps it (the last turn). Default `all_assistant`.",
     )
     conversation_start_date: str = Field(
         default="2026-04-01",
@@ -142,13 +191,60 @@ class DataSection(Section):
     )
     reasoning_effort: Literal["low", "medium", "high"] = Field(
         default="medium",
-        description="`Reasoning:` level written into the system block. Default `medium` (the template's own default).",
+        description="`Reasoning:` level written into the system block for rows that do not carry their "
+        "own (LLM-jp-4's SFT rows do). Default `medium` (the template's own default).",
     )
     overlong: Literal["drop", "truncate"] = Field(
         default="drop",
         description="A sample longer than `max_seq_len`: `drop` it or `truncate` it. Either way the "
         "count is reported. Default `drop` (a truncated answer teaches the model to stop mid-sentence).",
     )
+    on_bad_row: Literal["skip", "error"] = Field(
+        default="skip",
+        description="A malformed source row: `skip` it (counted by reason and reported with examples "
+        "after preparation) or `error` (stop at the first, naming file and row). Default `skip`.",
+    )
+    dedup: bool = Field(
+        default=True, description="Remove exact duplicate records (within and across datasets) before weighting. Default true."
+    )
+    eval_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Share of the unique rows held out for evaluation, before upsampling; capped by "
+        "`eval_max_rows`. Default 0.1 (LLM-jp holds out min(1000, 10%)).",
+    )
+    eval_max_rows: int = Field(
+        default=1000, ge=0, description="Most rows held out for evaluation. Default 1000 (LLM-jp: min(1000, 10%))."
+    )
+    mixture_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Training rows in the mixture when datasets use `share`. Default: the rows the "
+        "datasets hold after the eval split.",
+    )
+    packing: bool = Field(
+        default=False,
+        description="Pack several samples into each `max_seq_len` row, with position ids reset per "
+        "sample and attention kept within each sample. Default false.",
+    )
+    cache: bool = Field(
+        default=True,
+        description="Reuse prepared data from `$TUNE_CACHE/data` when the data, tokenizer, template "
+        "and options are the same. Default true.",
+    )
+
+    @model_validator(mode="after")
+    def _shares_all_or_none(self) -> "DataSection":
+        shares = [d.share for d in self.datasets]
+        if any(s is not None for s in shares):
+            if any(s is None for s in shares):
+                raise ValueError("either every dataset has a `share` or none has")
+            if abs(sum(shares) - 1) > 1e-6:
+                raise ValueError(f"the datasets' shares add up to {sum(shares):g}; they must add up to 1")
+        elif self.mixture_size is not None:
+            raise ValueError("`mixture_size` applies only when the datasets use `share`")
+        return self
 
 
 class TrainSection(Section):
@@ -178,6 +274,12 @@ class TrainSection(Section):
     weight_decay: float = Field(default=0.1, ge=0, description=f"Weight decay. Default 0.1 ({LLMJP_SFT}).")
     max_grad_norm: float = Field(default=1.0, ge=0, description=f"Gradient clipping norm (0 = off). Default 1.0 ({LLMJP_SFT}).")
     seed: int = Field(default=42, ge=0, description="Seed for weights init of new parameters, data order and dropout. Default 42.")
+    eval_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="Evaluate on the held-out rows (`data.eval_fraction`) every N steps. Default: none, "
+        "once at the end of training (when rows were held out).",
+    )
     gradient_checkpointing: bool = Field(
         default=False, description="Recompute activations in backward to save memory. Default false."
     )

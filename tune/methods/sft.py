@@ -43,7 +43,7 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
-    from tune.data.sft_data import prepare_sft_data
+    from tune.data.prepare import prepare_sft_data
     from tune.models.checkpoints import locate_checkpoint
     from tune.models.loading import check_vocab_fits, load_model, load_tokenizer, lora_config
     from tune.training.arguments import sft_config
@@ -56,6 +56,7 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
     printer(f"model: {checkpoint.source} ({checkpoint.folder})")
     tokenizer = load_tokenizer(recipe, checkpoint)
     data = prepare_sft_data(recipe, tokenizer)
+    printer(f"data: prepared {'(from cache) ' if data.from_cache else ''}key {data.key}")
     for line in data.report.lines():
         printer(f"data: {line}")
 
@@ -66,14 +67,16 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
     set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(recipe, run_dir),
-        train_dataset=data.to_dataset(),
+        args=sft_config(recipe, run_dir, has_eval=len(data.eval) > 0),
+        train_dataset=data.train,
+        eval_dataset=data.eval if len(data.eval) else None,
         processing_class=tokenizer,
         peft_config=lora_config(recipe),
         callbacks=[progress],
     )
     trainer.remove_callback(PrinterCallback)
     result = trainer.train()
+    eval_loss = trainer.evaluate()["eval_loss"] if len(data.eval) else None
 
     final_dir = run_dir / "final"
     trainer.save_model(str(final_dir))
@@ -87,8 +90,7 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
         peft=recipe.method.peft,
         model={"source": checkpoint.source, "folder": str(checkpoint.folder), "revision": recipe.model.revision},
         seed=recipe.train.seed,
-        data={"fingerprint": data.fingerprint, "samples": data.report.samples, "tokens": data.report.tokens,
-              "supervised_tokens": data.report.supervised_tokens},
+        data={"fingerprint": data.key, "report": data.report.to_dict()},
         steps=trainer.state.global_step,
         wall_time_s=round(wall, 2),
         train_time_s=round(result.metrics["train_runtime"], 2),
@@ -96,6 +98,7 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
         tokens_per_s=round(trainer.state.num_input_tokens_seen / result.metrics["train_runtime"], 1),
         final_train_loss=progress.last_loss,
         mean_train_loss=result.training_loss,
+        final_eval_loss=eval_loss,
         final_dir=str(final_dir),
     )
     kind = "LoRA adapter" if recipe.method.peft == "lora" else "model"

@@ -9,14 +9,12 @@ traceback.
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from tune.config.schema import ModelSection
 from tune.errors import UserError
+from tune.hub import hub_unreachable
 from tune.models.presets import Preset, get_preset
 
 
@@ -63,22 +61,9 @@ def _hub_snapshot(hub_id: str, revision: str | None) -> Path:
         return Path(snapshot_download(hub_id, revision=revision, local_files_only=True))
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         pass
-    if _hub_offline():
+    if hub_unreachable():
         raise UserError(
             f"model {hub_id}: the Hugging Face Hub cannot be reached from here and no copy is cached; "
             f"download it on a machine with access (`hf download {hub_id} --local-dir DIR`) and set model.path=DIR"
         )
     return Path(snapshot_download(hub_id, revision=revision))
-
-
-def _hub_offline() -> bool:
-    """True when HF_HUB_OFFLINE is set or the hub's host does not accept a connection within 3 s."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return True
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname, port), timeout=3):
-            return False
-    except OSError:
-        return True

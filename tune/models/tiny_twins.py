@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from tune.cache_dir import cache_root
 from tune.models.presets import Preset
 
 # Bump when the way twins are built changes in a way the fingerprint inputs do not show.
@@ -31,11 +31,6 @@ _TOKENIZER_SOURCES = (
     "assets/tiny_corpus.txt",
     "templates/harmony.jinja",
 )
-
-
-def cache_root() -> Path:
-    """The folder tune caches built artefacts in: ``$TUNE_CACHE`` or ``~/.cache/tune``."""
-    return Path(os.environ.get("TUNE_CACHE", Path.home() / ".cache" / "tune"))
 
 
 def twin_fingerprint(preset: Preset) -> str:

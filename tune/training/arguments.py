@@ -26,8 +26,14 @@ def resolve_precision(recipe: Recipe) -> str:
     return precision
 
 
-def sft_config(recipe: Recipe, run_dir: Path):
-    """The SFTConfig for ``recipe``, writing checkpoints under ``run_dir/checkpoints``."""
+def sft_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
+    """The SFTConfig for ``recipe``, writing checkpoints under ``run_dir/checkpoints``.
+
+    With ``has_eval`` (rows were held out) and `train.eval_steps`, evaluation runs every that
+    many steps; `data.packing` adds the packing arguments of tune.data.packing.
+    """
+    from tune.data.packing import packing_sft_config_kwargs
+
     import torch
     from trl import SFTConfig
 
@@ -57,7 +63,10 @@ def sft_config(recipe: Recipe, run_dir: Path):
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
         max_length=recipe.data.max_seq_len,
-        packing=False,
+        **(packing_sft_config_kwargs(recipe.model.attn_implementation) if recipe.data.packing else {"packing": False}),
+        eval_strategy="steps" if has_eval and train.eval_steps else "no",
+        eval_steps=train.eval_steps,
+        per_device_eval_batch_size=train.per_device_batch_size,
         logging_steps=recipe.logging.logging_steps,
         logging_first_step=True,
         report_to=list(recipe.logging.report_to) or "none",

@@ -1,0 +1,71 @@
+"""Turning a list of chat-style message objects into canonical messages.
+
+Shared by the ``messages`` and ``preference`` converters. A source message keeps ``role``,
+``content``, ``thinking`` and ``tool_calls``; other keys (``name``, ``tool_call_id``, ``id``...)
+are dropped. Null optional keys count as absent (parquet gives every message every key).
+
+Tool calls are normalised to ``{"name", "arguments"}``: the OpenAI shape
+``{"type": "function", "function": {"name", "arguments"}, "id"}`` is unwrapped, and arguments
+given as a JSON string holding an object are decoded to that object (any other string is kept
+as it is), so that the same call renders the same way whichever shape it came in.
+Type checks beyond that are left to ``check_conversation``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tune.data.records import BadRow, type_name
+
+KEPT_KEYS = ("role", "content", "thinking", "tool_calls")
+
+
+def canonical_messages(value: list, label: str) -> tuple[list[dict], list[str]]:
+    """The canonical messages of source list ``value`` (named ``label`` in details) and their labels.
+
+    Raises BadRow("not_an_object") for an element that is not an object, and BadRow("bad_tool_call")
+    for a tool call that cannot be normalised.
+    """
+    messages, where = [], []
+    for index, message in enumerate(value):
+        here = f"{label}[{index}]"
+        if not isinstance(message, dict):
+            raise BadRow("not_an_object", f"{here} is {type_name(message)}, expected an object")
+        canonical = {key: message[key] for key in KEPT_KEYS if message.get(key) is not None}
+        if "tool_calls" in canonical:
+            canonical["tool_calls"] = normalise_tool_calls(canonical["tool_calls"], f"{here}.tool_calls")
+        if "content" not in canonical and canonical.get("tool_calls"):
+            canonical["content"] = ""
+        messages.append(canonical)
+        where.append(here)
+    return messages, where
+
+
+def normalise_tool_calls(calls, label: str) -> list[dict]:
+    """``calls`` as ``[{"name", "arguments"}]``; BadRow("bad_tool_call") when that is impossible."""
+    if not isinstance(calls, (list, tuple)):
+        raise BadRow("bad_tool_call", f"{label} is {type_name(calls)}, expected a list")
+    normalised = []
+    for index, call in enumerate(calls):
+        here = f"{label}[{index}]"
+        if not isinstance(call, dict):
+            raise BadRow("bad_tool_call", f"{here} is {type_name(call)}, expected an object")
+        body = call.get("function") if isinstance(call.get("function"), dict) else call
+        if body.get("name") is None:
+            raise BadRow("bad_tool_call", f"{here} has no `name`")
+        arguments = body.get("arguments")
+        if arguments is None:
+            arguments = {}
+        normalised.append({"name": body["name"], "arguments": _decoded(arguments)})
+    return normalised
+
+
+def _decoded(arguments):
+    if isinstance(arguments, str):
+        try:
+            value = json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+        if isinstance(value, dict):
+            return value
+    return arguments
