@@ -146,10 +146,11 @@ def _fit(sample: LabelledSample, data, stats: DatasetStats | None) -> LabelledSa
 
 
 def _add_padding_figures(report: DataReport, input_ids: list[list[int]], recipe: Recipe) -> None:
-    from tune.data.packing import padding_fraction
+    from tune.data.packing import packing_summary, padding_fraction
 
     lengths = [len(ids) for ids in input_ids]
     batch = recipe.train.per_device_batch_size
     report.padding_fraction = padding_fraction(lengths, recipe.data.max_seq_len, batch, packed=False)
     if recipe.data.packing:
         report.packed_padding_fraction = padding_fraction(lengths, recipe.data.max_seq_len, batch, packed=True)
+        report.packed_fill = 1 - packing_summary(lengths, recipe.data.max_seq_len).unused_tail_fraction

@@ -42,6 +42,7 @@ class DataReport:
     eval_samples: int = 0
     padding_fraction: float | None = None
     packed_padding_fraction: float | None = None
+    packed_fill: float | None = None  # share of each packed row's max_seq_len slots holding tokens
 
     def totals(self) -> DatasetStats:
         total = DatasetStats("total")
@@ -68,7 +69,8 @@ class DataReport:
         total = self.totals()
         out.append(f"total: {total.samples} training samples, {total.tokens:,} tokens; {self.eval_samples} held out for eval")
         if self.padding_fraction is not None:
-            packed = "" if self.packed_padding_fraction is None else f", packed {self.packed_padding_fraction:.1%}"
+            packed = "" if self.packed_padding_fraction is None else (
+                f", packed {self.packed_padding_fraction:.1%} (rows {self.packed_fill:.1%} full)")
             out.append(f"padding: unpacked {self.padding_fraction:.1%}{packed}")
         return out
 
@@ -78,12 +80,14 @@ class DataReport:
             "eval_samples": self.eval_samples,
             "padding_fraction": self.padding_fraction,
             "packed_padding_fraction": self.packed_padding_fraction,
+            "packed_fill": self.packed_fill,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "DataReport":
         stats = [DatasetStats(**{**d, "bad_rows": Counter(d["bad_rows"])}) for d in data["datasets"]]
-        return cls(stats, data["eval_samples"], data["padding_fraction"], data["packed_padding_fraction"])
+        return cls(stats, data["eval_samples"], data["padding_fraction"], data["packed_padding_fraction"],
+                   data["packed_fill"])
 
 
 def _set_aside(s: DatasetStats) -> list[tuple[str, int]]:

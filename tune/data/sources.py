@@ -58,7 +58,7 @@ def _files(path: Path) -> list[Path]:
 
 
 def _file_source(path: Path, label, converter, fields, kind, identity) -> Source:
-    from tune.data.rows import read_rows
+    from tune.data.rows import read_rows, row_location
 
     files = _files(path)
     digest = hashlib.sha256(identity.encode())
@@ -70,7 +70,7 @@ def _file_source(path: Path, label, converter, fields, kind, identity) -> Source
         for file in files:
             try:
                 for index, row in read_rows(file):
-                    yield f"{file}:{index + 1}" if file.suffix == ".jsonl" else f"{file} row {index}", row
+                    yield row_location(file, index), row
             except ValueError as err:
                 raise UserError(str(err)) from None
 
