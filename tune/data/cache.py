@@ -23,7 +23,7 @@ from tune.config.schema import DataSection
 from tune.data.report import DataReport
 
 # Bump when preparation changes its output for the same inputs.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -55,6 +55,22 @@ def render(tokenizer, messages: list[dict], template_kwargs: dict, add_generatio
     )
 
 
+def generation_prompt(tokenizer, template_kwargs: dict) -> str:
+    """The text ``add_generation_prompt`` appends (``<|start|>assistant`` for Harmony), found once
+    per template and variables by rendering a one-message conversation both ways."""
+    template = template_kwargs.get("chat_template") or tokenizer.chat_template
+    key = (template, tuple(sorted((k, str(v)) for k, v in template_kwargs.items() if k != "chat_template")))
+    if key not in _GENERATION_PROMPTS:
+        probe = [{"role": "user", "content": "x"}]
+        bare = render(tokenizer, probe, template_kwargs, add_generation_prompt=False)
+        prompted = render(tokenizer, probe, template_kwargs, add_generation_prompt=True)
+        _GENERATION_PROMPTS[key] = prompted[len(bare):] if prompted.startswith(bare) else ""
+    return _GENERATION_PROMPTS[key]
+
+
+_GENERATION_PROMPTS: dict = {}
+
+
 def assistant_spans(tokenizer, messages: list[dict], template_kwargs: dict) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans [start, end) the model must learn to write."""
     full = render(tokenizer, messages, template_kwargs, add_generation_prompt=False)
@@ -65,16 +81,18 @@ def assistant_spans(tokenizer, messages: list[dict], template_kwargs: dict) -> t
             continue
         if k == 0:
             raise TemplateMaskError("a conversation cannot start with an assistant message")
-        context = render(tokenizer, messages[:k], template_kwargs, add_generation_prompt=False)
         prefix = render(tokenizer, messages[:k], template_kwargs, add_generation_prompt=True)
-        generation_prompt = prefix[len(context):] if prefix.startswith(context) else ""
-        start = len(prefix) if full.startswith(prefix) else _aligned_end(prefix, full, generation_prompt)
+        prompt = generation_prompt(tokenizer, template_kwargs)
+        if not prompt or not prefix.endswith(prompt):  # a template whose prompt depends on the history
+            context = render(tokenizer, messages[:k], template_kwargs, add_generation_prompt=False)
+            prompt = prefix[len(context):] if prefix.startswith(context) else ""
+        start = len(prefix) if full.startswith(prefix) else _aligned_end(prefix, full, prompt)
         if start is None:
             raise TemplateMaskError(
                 f"the chat template renders messages[:{k}] so differently from the start of the whole "
                 "conversation that assistant turns cannot be located by rendering prefixes"
             )
-        spans.append((start, _turn_end(full, start, end_markers, generation_prompt)))
+        spans.append((start, _turn_end(full, start, end_markers, prompt)))
     return full, spans
 
 
@@ -111,12 +129,32 @@ def label_conversation(
 ) -> LabelledSample:
     """Token ids of the rendered conversation and labels that supervise assistant spans only
     (only the last span when ``last_turn_only``)."""
-    full, spans = assistant_spans(tokenizer, messages, template_kwargs)
-    if last_turn_only:
-        spans = spans[-1:]
-    encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    labels = []
-    for token_id, (begin, end) in zip(encoding["input_ids"], encoding["offset_mapping"]):
-        inside = any(span_start <= begin < span_end and end <= span_end for span_start, span_end in spans)
+    return label_conversations(tokenizer, [(messages, template_kwargs)], last_turn_only)[0]
+
+
+def label_conversations(tokenizer, items: list[tuple[list[dict], dict]], last_turn_only: bool = False) -> list[LabelledSample]:
+    """``label_conversation`` for many (messages, template_kwargs) pairs, tokenized in one batch."""
+    rendered = [assistant_spans(tokenizer, messages, kwargs) for messages, kwargs in items]
+    return tokenize_rendered(tokenizer, rendered, last_turn_only)
+
+
+def tokenize_rendered(tokenizer, rendered: list[tuple[str, list[tuple[int, int]]]], last_turn_only: bool = False) -> list[LabelledSample]:
+    """Ids and labels for (text, spans) pairs from ``assistant_spans``, encoded in one batch (no bos
+    added, as ``apply_chat_template`` encodes)."""
+    encodings = tokenizer.backend_tokenizer.encode_batch([full for full, _ in rendered], add_special_tokens=False)
+    samples = []
+    for (_, spans), encoding in zip(rendered, encodings):
+        spans = spans[-1:] if last_turn_only else spans
+        samples.append(LabelledSample(list(encoding.ids), _labels(encoding.ids, encoding.offsets, spans)))
+    return samples
+
+
+def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """A token is supervised when it starts inside a span and ends within it (spans are in order)."""
+    labels, span = [], 0
+    for token_id, (begin, end) in zip(ids, offsets):
+        while span < len(spans) and begin >= spans[span][1]:
+            span += 1
+        inside = span < len(spans) and spans[span][0] <= begin and end <= spans[span][1]
         labels.append(token_id if inside else IGNORE_INDEX)
-    return LabelledSample(list(encoding["input_ids"]), labels)
+    return labels

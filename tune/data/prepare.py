@@ -20,11 +20,13 @@ from tune.config.schema import Recipe
 from tune.data import cache
 from tune.data.chat_masks import IGNORE_INDEX, LabelledSample, TemplateMaskError
 from tune.data.mixture import build_mixture
-from tune.data.records import BadRow, Conversation
-from tune.data.render import render_record
+from tune.data.records import BadRow, Conversation, record_key
+from tune.data.render import render_text, tokenize_texts
 from tune.data.report import DataReport, DatasetStats
 from tune.data.sources import open_source
 from tune.errors import UserError
+
+TOKENIZE_BATCH = 512
 
 
 @dataclass
@@ -102,9 +104,26 @@ def _convert(source, converter, stats: DatasetStats, on_bad_row: str) -> list[Co
 
 
 def _render_all(tokenizer, rows, data, stats: list[DatasetStats], count: bool) -> dict:
-    columns = {"input_ids": [], "labels": [], "dataset": []}
+    """Ids + labels for every (dataset index, record) row. Each distinct record is rendered once
+    (an upsampled row is the same sample again) and tokenized in batches."""
+    labelled = {}
+    pending_keys, pending_texts = [], []
+    keys = []
     for index, record in rows:
-        sample = _fit(_render(tokenizer, record, data, stats[index].label), data, stats[index] if count else None)
+        key = record_key(record)
+        keys.append(key)
+        if key in labelled:
+            continue
+        labelled[key] = None
+        pending_keys.append(key)
+        pending_texts.append(_render(tokenizer, record, data, stats[index].label))
+        if len(pending_keys) == TOKENIZE_BATCH:
+            labelled.update(zip(pending_keys, tokenize_texts(tokenizer, pending_texts, data)))
+            pending_keys, pending_texts = [], []
+    labelled.update(zip(pending_keys, tokenize_texts(tokenizer, pending_texts, data)))
+    columns = {"input_ids": [], "labels": [], "dataset": []}
+    for (index, _), key in zip(rows, keys):
+        sample = _fit(labelled[key], data, stats[index] if count else None)
         if sample is None:
             continue
         columns["input_ids"].append(sample.input_ids)
@@ -117,9 +136,9 @@ def _render_all(tokenizer, rows, data, stats: list[DatasetStats], count: bool) -
     return columns
 
 
-def _render(tokenizer, record, data, label: str) -> LabelledSample:
+def _render(tokenizer, record, data, label: str):
     try:
-        return render_record(tokenizer, record, data)
+        return render_text(tokenizer, record, data)
     except TemplateMaskError as err:
         raise UserError(f"{label}: {err}") from None
     except Exception as err:  # the template's own raise_exception checks

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from tune.config.schema import DataSection
-from tune.data.chat_masks import LabelledSample, label_conversation
+from tune.data.chat_masks import LabelledSample, assistant_spans, label_conversation, tokenize_rendered
 from tune.data.records import Conversation
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -45,3 +45,13 @@ def render_record(tokenizer, record: Conversation, data: DataSection) -> Labelle
         template_kwargs(data, record),
         last_turn_only=data.train_on == "last_assistant",
     )
+
+
+def render_text(tokenizer, record: Conversation, data: DataSection) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered text of ``record`` and its assistant spans (see tune.data.chat_masks)."""
+    return assistant_spans(tokenizer, [dict(m) for m in record.messages], template_kwargs(data, record))
+
+
+def tokenize_texts(tokenizer, rendered: list, data: DataSection) -> list[LabelledSample]:
+    """Ids and labels for many ``render_text`` results, tokenized in one batch."""
+    return tokenize_rendered(tokenizer, rendered, last_turn_only=data.train_on == "last_assistant")
