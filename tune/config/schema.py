@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LLMJP_SFT = "LLM-jp-4 8B SFT recipe (NeMo), published by LLM-jp"
 LLMJP_LORA = "LLM-jp's earlier LoRA recipes (llm-jp-sft)"
+LLMJP_DPO = "LLM-jp-4 8B DPO recipe (NeMo), published by LLM-jp"
+# Learning rates a method starts from when the recipe names none: (peak, end of cosine).
+METHOD_LRS = {"sft": (2e-5, 2e-6), "dpo": (9e-7, 5e-7)}
 
 
 class Section(BaseModel):
@@ -59,6 +62,23 @@ class ModelSection(Section):
         description="Allow code from the checkpoint repository to run. Default false: tune loads "
         "LLM-jp-4 (including its tokenizer) without remote code.",
     )
+    router_aux_loss_coef: float | None = Field(
+        default=None,
+        ge=0,
+        description="MoE models: weight of the router load-balancing loss added to the training loss. "
+        "Default: none, the checkpoint's own (0.01 for LLM-jp-4 32B-A3B, its published value); "
+        "every shipped MoE recipe writes it out.",
+    )
+    output_router_logits: bool | None = Field(
+        default=None,
+        description="MoE models: compute the router aux loss at all (transformers' `output_router_logits`). "
+        "Default: none, the checkpoint's own (false for Qwen3-MoE: no aux loss); shipped MoE recipes set it true.",
+    )
+    liger: bool = Field(
+        default=False,
+        description="Apply Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross "
+        "entropy, MoE experts). Needs a CUDA GPU. Default false.",
+    )
     tokenizer: str | None = Field(
         default=None,
         description="Directory holding the tokenizer assets to use instead of the checkpoint's own "
@@ -75,35 +95,85 @@ class LoraSection(Section):
     )
     targets: Literal["all-linear"] | list[str] = Field(
         default="all-linear",
-        description="Modules that get adapters: `all-linear` (every Linear but the output head) or "
-        "a list of module name suffixes such as [q_proj, v_proj]. Default `all-linear`.",
+        description="Modules that get adapters: `all-linear` (every Linear but the output head and, "
+        "on MoE models, the router) or a list of module name suffixes such as [q_proj, v_proj]. "
+        "Default `all-linear`.",
+    )
+    experts: bool | None = Field(
+        default=None,
+        description="MoE models: also adapt the experts' fused weights (peft `target_parameters` on "
+        "`mlp.experts.gate_up_proj` / `down_proj`). Default: true on MoE models; an error on dense ones.",
+    )
+    router: bool = Field(
+        default=False,
+        description="MoE models: also adapt the router (`mlp.gate`). Default false: the router keeps "
+        "its pretrained balance.",
+    )
+
+
+class QLoraSection(Section):
+    quant_type: Literal["nf4", "fp4"] = Field(
+        default="nf4", description="4-bit data type of the frozen base weights. Default nf4 (LLM-jp's QLoRA recipes)."
+    )
+    double_quant: bool = Field(
+        default=True, description="Quantize the quantization constants too. Default true (LLM-jp's QLoRA recipes)."
+    )
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        default="bfloat16", description="Dtype the 4-bit weights are computed in. Default bfloat16 (LLM-jp's QLoRA recipes)."
+    )
+
+
+class DpoSection(Section):
+    beta: float = Field(
+        default=0.5, gt=0, description="DPO temperature. Default 0.5 (LLM-jp-4 8B DPO recipe; LLM-jp-3 used 0.1)."
+    )
+    loss_type: str = Field(
+        default="sigmoid",
+        description="DPO loss, any TRL offers (sigmoid, ipo, hinge, robust, ...). Default `sigmoid` (the original DPO loss).",
+    )
+    label_smoothing: float = Field(
+        default=0.0, ge=0, lt=0.5, description="Label smoothing for the robust/cDPO losses. Default 0."
     )
 
 
 class MethodSection(Section):
     name: Literal["sft", "dpo", "cpt"] = Field(
         default="sft",
-        description="Training method. Default `sft` (supervised fine-tuning on conversations). "
-        "`dpo` and `cpt` are reserved names: they are refused until implemented.",
+        description="Training method: `sft` (supervised fine-tuning on conversations) or `dpo` "
+        "(preference optimisation on chosen/rejected pairs). Default `sft`. `cpt` is reserved.",
     )
-    peft: Literal["none", "lora"] = Field(
+    peft: Literal["none", "lora", "qlora"] = Field(
         default="none",
-        description="Parameter-efficient method: `none` trains every weight, `lora` trains "
-        "low-rank adapters (settings under `method.lora`). Default `none`.",
+        description="Parameter-efficient method: `none` trains every weight, `lora` trains low-rank "
+        "adapters (`method.lora`), `qlora` trains them on a 4-bit base (`method.qlora`). Default `none`.",
     )
     lora: LoraSection | None = Field(
         default=None,
-        description="LoRA settings, used when `peft: lora`. Default: the LoraSection defaults.",
+        description="LoRA settings, used when `peft` is lora or qlora. Default: the LoraSection defaults.",
+    )
+    qlora: QLoraSection | None = Field(
+        default=None, description="4-bit base settings, used when `peft: qlora`. Default: the QLoraSection defaults."
+    )
+    dpo: DpoSection | None = Field(
+        default=None, description="DPO settings, used when `name: dpo`. Default: the DpoSection defaults."
     )
 
     @model_validator(mode="after")
-    def _lora_only_with_lora(self) -> "MethodSection":
-        if self.name in ("dpo", "cpt"):
-            raise ValueError(f"method `{self.name}` is reserved and not implemented yet; use `sft`")
+    def _sections_match_choices(self) -> "MethodSection":
+        if self.name == "cpt":
+            raise ValueError("method `cpt` is reserved and not implemented yet; use `sft` or `dpo`")
         if self.lora is not None and self.peft == "none":
             raise ValueError("`method.lora` is set but `method.peft` is `none`; set `method.peft: lora` or drop `lora`")
-        if self.peft == "lora" and self.lora is None:
+        if self.qlora is not None and self.peft != "qlora":
+            raise ValueError("`method.qlora` is set but `method.peft` is not `qlora`; set it or drop `qlora`")
+        if self.dpo is not None and self.name != "dpo":
+            raise ValueError("`method.dpo` is set but `method.name` is not `dpo`; set it or drop `dpo`")
+        if self.peft in ("lora", "qlora") and self.lora is None:
             self.lora = LoraSection()
+        if self.peft == "qlora" and self.qlora is None:
+            self.qlora = QLoraSection()
+        if self.name == "dpo" and self.dpo is None:
+            self.dpo = DpoSection()
         return self
 
 
@@ -252,9 +322,17 @@ class TrainSection(Section):
     max_steps: int | None = Field(
         default=None, ge=1, description="Optimizer steps to run; overrides `epochs` when set. Default: none."
     )
-    lr: float = Field(default=2e-5, gt=0, le=1, description=f"Peak learning rate. Default 2e-5 ({LLMJP_SFT}).")
-    min_lr: float = Field(
-        default=2e-6, ge=0, description=f"Learning rate the cosine schedule ends at. Default 2e-6 ({LLMJP_SFT})."
+    lr: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description=f"Peak learning rate. Default: 2e-5 for sft ({LLMJP_SFT}), 9e-7 for dpo ({LLMJP_DPO}).",
+    )
+    min_lr: float | None = Field(
+        default=None,
+        ge=0,
+        description=f"Learning rate the cosine schedule ends at. Default: 2e-6 for sft ({LLMJP_SFT}), "
+        f"5e-7 for dpo ({LLMJP_DPO}).",
     )
     scheduler: Literal["cosine", "linear", "constant"] = Field(
         default="cosine",
@@ -290,7 +368,7 @@ class TrainSection(Section):
 
     @model_validator(mode="after")
     def _min_lr_below_lr(self) -> "TrainSection":
-        if self.min_lr > self.lr:
+        if self.lr is not None and self.min_lr is not None and self.min_lr > self.lr:
             raise ValueError(f"`train.min_lr` ({self.min_lr}) is above `train.lr` ({self.lr}); it must not be")
         return self
 
@@ -337,3 +415,15 @@ class Recipe(Section):
     output: OutputSection = Field(default_factory=OutputSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     launch: LaunchSection = Field(default_factory=LaunchSection)
+
+    @model_validator(mode="after")
+    def _method_learning_rates(self) -> "Recipe":
+        """Fill `train.lr` / `train.min_lr` with the method's published values when unset."""
+        peak, end = METHOD_LRS.get(self.method.name, METHOD_LRS["sft"])
+        if self.train.lr is None:
+            self.train.lr = peak
+        if self.train.min_lr is None:
+            self.train.min_lr = min(end, self.train.lr)
+        if self.train.min_lr > self.train.lr:
+            raise ValueError(f"`train.min_lr` ({self.train.min_lr}) is above `train.lr` ({self.train.lr}); it must not be")
+        return self

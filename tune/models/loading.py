@@ -41,16 +41,38 @@ def load_tokenizer(recipe: Recipe, checkpoint: Checkpoint):
 
 
 def load_model(recipe: Recipe, checkpoint: Checkpoint):
-    """The causal LM in the recipe's dtype and attention kernel, ready for training."""
+    """The causal LM in the recipe's dtype and attention kernel, ready for training: 4-bit and
+    prepared for k-bit training under `method.peft: qlora` (tune.models.quantization), with the
+    recipe's MoE router settings, and with Liger's kernels when `model.liger` (tune.models.liger)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        checkpoint.folder,
-        dtype=resolve_dtype(recipe.model.dtype),
-        attn_implementation=recipe.model.attn_implementation,
-        trust_remote_code=recipe.model.trust_remote_code,
-    )
+    kwargs = {
+        "dtype": resolve_dtype(recipe.model.dtype),
+        "attn_implementation": recipe.model.attn_implementation,
+        "trust_remote_code": recipe.model.trust_remote_code,
+        **router_overrides(recipe),
+    }
+    if recipe.method.peft == "qlora":
+        from tune.models.quantization import load_quantized
+
+        model = load_quantized(recipe, checkpoint, **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(checkpoint.folder, **kwargs)
+    if recipe.model.liger:
+        from tune.models.liger import apply_liger
+
+        apply_liger(model, recipe)
     return model
+
+
+def router_overrides(recipe: Recipe) -> dict:
+    """Config overrides for the MoE router aux loss the recipe sets (none for a dense model's recipe)."""
+    overrides = {}
+    if recipe.model.router_aux_loss_coef is not None:
+        overrides["router_aux_loss_coef"] = recipe.model.router_aux_loss_coef
+    if recipe.model.output_router_logits is not None:
+        overrides["output_router_logits"] = recipe.model.output_router_logits
+    return overrides
 
 
 def check_vocab_fits(model, tokenizer, source: str) -> None:
@@ -60,20 +82,3 @@ def check_vocab_fits(model, tokenizer, source: str) -> None:
             f"model {source}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary only "
             f"{model.config.vocab_size}; set model.tokenizer to the checkpoint's own tokenizer"
         )
-
-
-def lora_config(recipe: Recipe):
-    """The peft LoraConfig for a recipe with `method.peft: lora` (None otherwise)."""
-    if recipe.method.peft != "lora":
-        return None
-    from peft import LoraConfig
-
-    lora = recipe.method.lora
-    return LoraConfig(
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.targets,
-        task_type="CAUSAL_LM",
-        bias="none",
-    )

@@ -1,7 +1,8 @@
 """A trainer callback that shows progress (step, loss, tokens/s, ETA) and writes metrics.jsonl.
 
 Each log event of the trainer becomes one JSON line in ``metrics.jsonl`` (step, epoch, loss,
-learning rate, grad norm, tokens seen, tokens/s, elapsed seconds) and, on the main process, one
+learning rate, grad norm, tokens seen, tokens/s, elapsed seconds, plus every other number the
+trainer logged, such as DPO rewards or the MoE router aux loss) and, on the main process, one
 printed line. The callback also remembers the last training loss and the throughput for the
 run's manifest.
 """
@@ -14,6 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from transformers import TrainerCallback
+
+
+_RENAMED = {"loss", "learning_rate", "grad_norm", "epoch", "num_input_tokens_seen"}
 
 
 class ProgressCallback(TrainerCallback):
@@ -51,6 +55,8 @@ class ProgressCallback(TrainerCallback):
             "tokens_per_s": round(self.tokens_per_second, 1),
             "elapsed_s": round(self.elapsed, 2),
         }
+        # everything else the trainer logged (DPO rewards and margins, MoE aux loss, ...), as is
+        record.update({k: v for k, v in logs.items() if k not in _RENAMED and isinstance(v, (int, float))})
         with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         if state.is_world_process_zero:
