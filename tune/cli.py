@@ -32,11 +32,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Print the fully resolved recipe (YAML, or one JSON object with ``--json``) on stdout."""
+    """Print the fully resolved recipe (YAML, or one JSON object with ``--json``) on stdout, and
+    what it will do (LoRA targets and counts, memory, kernels: tune.plan) on stderr."""
     from tune.config import load_recipe
+
+    from tune.plan import plan_lines
 
     loaded = load_recipe(args.recipe, args.overrides)
     sys.stdout.write(loaded.to_json() + "\n" if args.json else loaded.to_yaml())
+    for line in plan_lines(loaded.recipe):  # stderr: stdout stays one loadable recipe
+        print(f"plan: {line}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -14,6 +14,9 @@ the problems it found. A value of the wrong type is left alone: the schema repor
   ``owner/name``; anything else is an unknown preset.
 - ``model.variant``: only for presets, and only one the preset offers; filled with the preset's
   default when unset.
+- ``model.router_aux_loss_coef`` / ``output_router_logits``: on an MoE model, written out when
+  unset (the checkpoint's coefficient, 0.01 for LLM-jp-4 32B-A3B, and on: LLM-jp trained with it);
+  on a dense model, refused.
 - ``output.dir``: relative to the current folder; unset means ``runs/<recipe stem>-<YYYYmmdd-HHMMSS>``.
 """
 
@@ -30,7 +33,7 @@ from tune.config.errors import Problem, one_of
 from tune.config.positions import PositionMap
 from tune.config.schema import ModelSection
 from tune.config.schema_info import literal_choices
-from tune.models.presets import PRESETS, close_preset_names, get_preset
+from tune.models.presets import PRESETS, architecture_of, close_preset_names, get_preset
 from tune.resources import TUNE_PREFIX, resolve_tune_path
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
@@ -150,7 +153,26 @@ def resolve_model(tree: dict, positions: PositionMap) -> list[Problem]:
     if problem is not None:
         return problems + [problem]
     variant_problem = _check_variant(model, kind, positions)
-    return problems + ([variant_problem] if variant_problem else [])
+    router_problem = _resolve_router(model, positions)
+    return problems + [p for p in (variant_problem, router_problem) if p]
+
+
+def _resolve_router(model: dict, positions: PositionMap) -> Problem | None:
+    """MoE: write the router aux loss out (the checkpoint's coefficient, on); dense: refuse router keys."""
+    config = architecture_of(model["name"], model.get("path"))
+    if config is None:
+        return None
+    if "output_router_logits" in config:
+        if model.get("router_aux_loss_coef") is None:
+            model["router_aux_loss_coef"] = config.get("router_aux_loss_coef", 0.0)
+        if model.get("output_router_logits") is None:
+            model["output_router_logits"] = True
+        return None
+    for key in ("router_aux_loss_coef", "output_router_logits"):
+        if model.get(key) is not None:
+            return Problem(positions.value(f"model.{key}"), f"model.{key}",
+                           f"{model['name']} is a dense model without a router", f"no `{key}` (it applies to MoE models)")
+    return None
 
 
 def _resolve_name(model: dict, positions: PositionMap) -> tuple[str, Problem | None]:

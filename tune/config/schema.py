@@ -358,6 +358,11 @@ class TrainSection(Section):
         description="Evaluate on the held-out rows (`data.eval_fraction`) every N steps. Default: none, "
         "once at the end of training (when rows were held out).",
     )
+    resume: bool = Field(
+        default=True,
+        description="When `output.dir` holds checkpoints of an interrupted run (preempted, killed), "
+        "continue from the latest one instead of starting over. Default true.",
+    )
     gradient_checkpointing: bool = Field(
         default=False, description="Recompute activations in backward to save memory. Default false."
     )

@@ -13,6 +13,9 @@ Features:
       `final_train_loss`) and `final/` (the adapter or the full model, plus the tokenizer and
       its chat template), loadable by plain transformers / peft.
 
+    - Resume: when `output.dir` holds checkpoints of an interrupted run, training continues from
+      the latest (tune.training.resume), its steps identical to an uninterrupted run.
+
 Refuses, before any training step, with a UserError: an unreachable hub id with no local copy,
 a tokenizer without a chat template or larger than the model's vocabulary, a malformed data row
 (file and line named), data with no trainable sample left, fp16 without a GPU.
@@ -39,19 +42,23 @@ class SftOutcome:
 
 def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
     """Train ``recipe`` and write its outputs into ``run_dir``."""
+    from tune.training.quiet import quiet_library_chatter
+
+    quiet_library_chatter()
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTTrainer
 
     from tune.data.prepare import prepare_sft_data
     from tune.models.checkpoints import locate_checkpoint
-    from tune.models.loading import check_vocab_fits, load_model, load_tokenizer, lora_config
-    from tune.training.arguments import sft_config
+    from tune.models.adapters import check_adapted, lora_config
+    from tune.models.loading import check_vocab_fits, load_model, load_tokenizer
+    from tune.training.arguments import router_aux_coef, sft_config
     from tune.training.manifest import write_manifest
+    from tune.training.resume import latest_checkpoint, weights_for_resume
     from tune.training.progress import ProgressCallback
 
     started = time.perf_counter()
-    _quiet_library_chatter()
     checkpoint = locate_checkpoint(recipe.model)
     printer(f"model: {checkpoint.source} ({checkpoint.folder})")
     tokenizer = load_tokenizer(recipe, checkpoint)
@@ -60,10 +67,13 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
     for line in data.report.lines():
         printer(f"data: {line}")
 
+    resume_from = latest_checkpoint(run_dir) if recipe.train.resume else None
+    if resume_from:
+        printer(f"resuming from {resume_from}")
     set_seed(recipe.train.seed)
-    model = load_model(recipe, checkpoint)
+    model = load_model(recipe, weights_for_resume(checkpoint, resume_from, recipe))
     check_vocab_fits(model, tokenizer, checkpoint.source)
-    progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer)
+    progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe))
     set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
     trainer = SFTTrainer(
         model=model,
@@ -75,7 +85,9 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
         callbacks=[progress],
     )
     trainer.remove_callback(PrinterCallback)
-    result = trainer.train()
+    if recipe.method.peft != "none":
+        printer(f"model: {check_adapted(trainer.model, recipe):,} trainable parameters (LoRA)")
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     eval_loss = trainer.evaluate()["eval_loss"] if len(data.eval) else None
 
     final_dir = run_dir / "final"
@@ -108,19 +120,6 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
     )
     printer(f"saved {kind} + tokenizer to {final_dir}  (run folder: {run_dir})")
     return SftOutcome(manifest, trainer.model, tokenizer)
-
-
-def _quiet_library_chatter() -> None:
-    """Hide per-step progress bars of datasets/transformers and a deprecation warning TRL triggers;
-    tune prints its own progress lines."""
-    import warnings
-
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def _point_adapter_at_base(final_dir: Path, checkpoint, revision: str | None) -> None:

@@ -182,6 +182,21 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def architecture_of(name: str, path: str | None = None) -> dict | None:
+    """The config keys of model ``name``: a preset's, else the config.json of the local folder
+    ``path`` or ``name``; None when neither is known here (a hub id: resolved when it loads)."""
+    preset = get_preset(name)
+    if preset is not None:
+        return preset.config
+    import json
+    from pathlib import Path
+
+    for folder in (path, name):
+        if isinstance(folder, str) and (Path(folder) / "config.json").is_file():
+            return json.loads((Path(folder) / "config.json").read_text())
+    return None
+
+
 def get_preset(name: str) -> Preset | None:
     """The preset called ``name``, or None when no preset has that name."""
     return PRESETS.get(name)

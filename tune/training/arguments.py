@@ -26,6 +26,14 @@ def resolve_precision(recipe: Recipe) -> str:
     return precision
 
 
+def router_aux_coef(recipe: Recipe) -> float | None:
+    """The aux-loss weight TRL should add: the recipe's coefficient, 0 when `output_router_logits`
+    is false (TRL turns the aux loss on whenever the coefficient is non-zero), None for dense models."""
+    if recipe.model.output_router_logits is None:
+        return None
+    return recipe.model.router_aux_loss_coef if recipe.model.output_router_logits else 0.0
+
+
 def sft_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
     """The SFTConfig for ``recipe``, writing checkpoints under ``run_dir/checkpoints``.
 
@@ -74,6 +82,7 @@ def sft_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
         save_steps=recipe.output.save_steps or 500,
         save_total_limit=recipe.output.save_total_limit,
         include_num_input_tokens_seen="non_padding",
+        router_aux_loss_coef=router_aux_coef(recipe),
         disable_tqdm=True,
         dataloader_num_workers=0,
     )

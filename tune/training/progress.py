@@ -23,19 +23,26 @@ _RENAMED = {"loss", "learning_rate", "grad_norm", "epoch", "num_input_tokens_see
 class ProgressCallback(TrainerCallback):
     """Prints one line per log event and appends the same figures to ``metrics_path``."""
 
-    def __init__(self, metrics_path: Path, printer=print):
+    def __init__(self, metrics_path: Path, printer=print, aux_loss_coef: float | None = None):
         self.metrics_path = metrics_path
+        self.aux_loss_coef = aux_loss_coef
         self.printer = printer
         self.started = None
         self.last_loss = None
         self.tokens_seen = 0
         self.tokens_per_second = 0.0
         self.elapsed = 0.0
+        self.start_step = self.start_tokens = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.perf_counter()
         self.metrics_path.parent.mkdir(parents=True, exist_ok=True)
-        self.metrics_path.write_text("")
+        kept = []  # a resumed run keeps the lines up to its checkpoint's step
+        if state.global_step and self.metrics_path.exists():
+            kept = [line for line in self.metrics_path.read_text().splitlines()
+                    if json.loads(line)["step"] <= state.global_step]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        self.start_step, self.start_tokens = state.global_step, int(state.num_input_tokens_seen or 0)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
@@ -43,7 +50,8 @@ class ProgressCallback(TrainerCallback):
             return
         self.elapsed = time.perf_counter() - self.started
         self.tokens_seen = int(state.num_input_tokens_seen or 0)
-        self.tokens_per_second = self.tokens_seen / self.elapsed if self.elapsed > 0 else 0.0
+        session_tokens = self.tokens_seen - self.start_tokens  # a resumed run counts from its restart
+        self.tokens_per_second = session_tokens / self.elapsed if self.elapsed > 0 else 0.0
         self.last_loss = float(logs["loss"])
         record = {
             "step": state.global_step,
@@ -57,6 +65,9 @@ class ProgressCallback(TrainerCallback):
         }
         # everything else the trainer logged (DPO rewards and margins, MoE aux loss, ...), as is
         record.update({k: v for k, v in logs.items() if k not in _RENAMED and isinstance(v, (int, float))})
+        if "aux_loss" in logs and self.aux_loss_coef:
+            # the logged loss includes coef x aux loss; show the language-model part apart
+            record["lm_loss"] = self.last_loss - self.aux_loss_coef * logs["aux_loss"]
         with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         if state.is_world_process_zero:
@@ -65,8 +76,10 @@ class ProgressCallback(TrainerCallback):
     def _line(self, state, record) -> str:
         total = state.max_steps or 0
         step = state.global_step
-        eta = self.elapsed / step * (total - step) if step else 0.0
+        done = step - self.start_step
+        eta = self.elapsed / done * (total - step) if done else 0.0
+        aux = f" (lm {record['lm_loss']:.4f} + aux {record['aux_loss']:.4f} x {self.aux_loss_coef:g})" if "lm_loss" in record else ""
         return (
-            f"step {step:>5}/{total} | loss {record['loss']:.4f} | lr {record['lr'] or 0:.2e} | "
+            f"step {step:>5}/{total} | loss {record['loss']:.4f}{aux} | lr {record['lr'] or 0:.2e} | "
             f"{record['tokens_per_s']:,.0f} tok/s | ETA {timedelta(seconds=round(eta))}"
         )

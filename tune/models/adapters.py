@@ -1,0 +1,179 @@
+"""LoRA targets and parameter counts, resolved from the architecture without loading weights.
+
+`tune validate` prints what LoRA will adapt and how many parameters will train, instantly: the
+preset's config (or a local checkpoint's config.json) is enough. The same resolution builds the
+peft LoraConfig at run time, and ``check_adapted`` compares the promise with the wrapped model.
+
+Targets per architecture (`method.lora.targets: all-linear`):
+    Llama (8B):      q_proj k_proj v_proj o_proj gate_proj up_proj down_proj
+    Qwen3-MoE:       q_proj k_proj v_proj o_proj, plus the experts' fused weights through peft
+                     `target_parameters` (mlp.experts.gate_up_proj, mlp.experts.down_proj) unless
+                     `experts: false`, plus the router (mlp.gate) only with `router: true`.
+A LoRA of rank r on a Linear in->out adds r x (in + out) parameters; on a fused expert weight
+[E, out, in] peft stacks one pair per expert: r x E x (in + out).
+
+Pure python at import time (no torch): peft is imported only to build the config.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from tune.config.schema import Recipe
+from tune.errors import UserError
+from tune.models.presets import architecture_of
+
+EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+
+
+@dataclass(frozen=True)
+class LoraTargets:
+    """What LoRA adapts: module name suffixes, fused parameters, and the resulting counts."""
+
+    modules: tuple[str, ...]
+    parameters: tuple[str, ...]
+    trainable: int
+    total: int
+
+
+def architecture_config(recipe: Recipe) -> dict | None:
+    """The config keys of the recipe's model: a preset's, a local checkpoint's config.json, else None."""
+    return architecture_of(recipe.model.name, recipe.model.path)
+
+
+def _is_moe(config: dict) -> bool:
+    return config.get("model_type") == "qwen3_moe"
+
+
+def _moe_layer(config: dict, index: int) -> bool:
+    step = config.get("decoder_sparse_step", 1) or 1
+    return index not in config.get("mlp_only_layers", []) and (index + 1) % step == 0
+
+
+def _linear_shapes(config: dict, moe_layer: bool) -> dict[str, tuple[int, int]]:
+    """(in, out) of each Linear of one decoder layer, by module name."""
+    hidden, head_dim = config["hidden_size"], config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    q, kv = config["num_attention_heads"] * head_dim, config["num_key_value_heads"] * head_dim
+    shapes = {"q_proj": (hidden, q), "k_proj": (hidden, kv), "v_proj": (hidden, kv), "o_proj": (q, hidden)}
+    if moe_layer:
+        shapes["gate"] = (hidden, config["num_experts"])
+    else:
+        inter = config["intermediate_size"]
+        shapes.update({"gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)})
+    return shapes
+
+
+def _expert_shapes(config: dict) -> dict[str, tuple[int, int, int]]:
+    """(experts, in, out) of the fused expert weights of one MoE layer."""
+    experts, hidden, inter = config["num_experts"], config["hidden_size"], config["moe_intermediate_size"]
+    return {EXPERT_PARAMETERS[0]: (experts, hidden, 2 * inter), EXPERT_PARAMETERS[1]: (experts, inter, hidden)}
+
+
+def parameter_count(config: dict) -> int:
+    """Parameters of a Llama or Qwen3-MoE model with these config keys (embeddings, layers, head)."""
+    hidden, vocab = config["hidden_size"], config["vocab_size"]
+    head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
+    total = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2) + hidden
+    for index in range(config["num_hidden_layers"]):
+        moe = _is_moe(config) and _moe_layer(config, index)
+        total += sum(i * o for i, o in _linear_shapes(config, moe).values()) + 2 * hidden
+        if _is_moe(config):
+            total += 2 * head_dim  # q_norm, k_norm
+        if moe:
+            total += sum(e * i * o for e, i, o in _expert_shapes(config).values())
+    return total
+
+
+def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
+    """The LoRA targets and counts of a lora/qlora recipe (None without LoRA or a known architecture).
+
+    Raises UserError naming `method.lora.*` for experts or router on a dense model, a target
+    that matches no module of the architecture, or a list naming MoE expert projections.
+    """
+    lora = recipe.method.lora
+    config = architecture_config(recipe)
+    if lora is None or config is None:
+        return None
+    moe = _is_moe(config)
+    if not moe and (lora.experts or lora.router):
+        key = "experts" if lora.experts else "router"
+        raise UserError(f"method.lora.{key}: {recipe.model.name} is a dense model with no MoE {key}; drop it")
+    available = set()
+    for index in range(config["num_hidden_layers"]):
+        available |= set(_linear_shapes(config, moe and _moe_layer(config, index)))
+    if lora.targets == "all-linear":
+        modules = tuple(name for name in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+                        if name in available)
+    else:
+        modules = tuple(lora.targets)
+        for name in modules:
+            if moe and name in ("gate_proj", "up_proj", "down_proj"):
+                raise UserError(f"method.lora.targets: {name!r} is an expert projection of this MoE model; "
+                                "experts are adapted with method.lora.experts: true")
+            if name not in available:
+                close = difflib.get_close_matches(name, sorted(available), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise UserError(f"method.lora.targets: {name!r} matches no module of {recipe.model.name}; "
+                                f"expected some of: {', '.join(sorted(available))}{hint}")
+    if moe and lora.router and "gate" not in modules:
+        modules += ("gate",)
+    if moe and lora.router is False and "gate" in modules:
+        raise UserError("method.lora.targets: 'gate' is the MoE router; adapt it with method.lora.router: true")
+    parameters = EXPERT_PARAMETERS if moe and lora.experts is not False else ()
+    return LoraTargets(modules, parameters, _trainable(config, modules, parameters, lora.r), parameter_count(config))
+
+
+def _trainable(config: dict, modules: tuple[str, ...], parameters: tuple[str, ...], rank: int) -> int:
+    count = 0
+    for index in range(config["num_hidden_layers"]):
+        moe_layer = _is_moe(config) and _moe_layer(config, index)
+        shapes = _linear_shapes(config, moe_layer)
+        count += sum(rank * (shapes[m][0] + shapes[m][1]) for m in modules if m in shapes)
+        if moe_layer:
+            count += sum(rank * e * (i + o) for name, (e, i, o) in _expert_shapes(config).items() if name in parameters)
+    return count
+
+
+def lora_config(recipe: Recipe):
+    """The peft LoraConfig for a lora/qlora recipe (None for full fine-tuning)."""
+    if recipe.method.peft == "none":
+        return None
+    from peft import LoraConfig
+
+    lora = recipe.method.lora
+    targets = resolve_lora_targets(recipe)
+    modules = list(targets.modules) if targets else lora.targets
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=modules,
+        target_parameters=list(targets.parameters) if targets and targets.parameters else None,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+
+
+def check_adapted(model, recipe: Recipe) -> int:
+    """The trainable parameter count of the wrapped ``model``; UserError when experts were asked
+    for and none was adapted (peft skipping fused experts would otherwise pass unnoticed)."""
+    trainable = {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
+    targets = resolve_lora_targets(recipe)
+    if targets and targets.parameters and not any(".mlp.experts." in name for name in trainable):
+        raise UserError("method.lora.experts: no expert weight received an adapter; this transformers/peft "
+                        "version does not reach the fused experts, so set method.lora.experts: false")
+    return sum(trainable.values())
+
+
+def lora_plan(recipe: Recipe) -> list[str]:
+    """Lines for `tune validate`: resolved LoRA targets and the trainable parameter count."""
+    if recipe.method.peft == "none":
+        return []
+    targets = resolve_lora_targets(recipe)
+    if targets is None:
+        return [f"LoRA targets: {recipe.method.lora.targets} (resolved when the model loads: architecture unknown here)"]
+    parts = ", ".join(targets.modules) + ("; experts: " + ", ".join(targets.parameters) if targets.parameters else "")
+    share = targets.trainable / targets.total
+    return [f"LoRA targets: {parts}",
+            f"trainable parameters: {targets.trainable:,} of {targets.total:,} ({share:.3%})"]
