@@ -1,7 +1,9 @@
 """The ``tune`` command: verbs, arguments, exit codes and error printing.
 
 Verbs: ``run`` (train a recipe), ``validate`` (print the resolved recipe), ``ls`` (list the
-shipped recipes), ``cp`` (copy a shipped recipe to edit it). Exit status: 0 on success, 2 for a
+shipped recipes), ``cp`` (copy a shipped recipe to edit it), ``data`` (dataset cards and
+mixtures), ``merge`` (export a finished run as one standalone model with a model card),
+``chat`` (talk to a tuned model). Exit status: 0 on success, 2 for a
 user mistake (a bad recipe, a wrong argument: the problem is printed, never a traceback), 130 on
 Ctrl-C. Any other exception is a bug in tune and keeps its traceback.
 
@@ -107,12 +109,38 @@ def cmd_cp(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Export the finished run ``args.run_dir`` into ``args.out`` (tune.export.merge)."""
+    from tune.export.merge import merge_run
+
+    merge_run(args.run_dir, args.out, base=args.base, dtype=args.dtype)
+    return EXIT_OK
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Answer ``--prompt`` once, or chat in a REPL, with the tuned model in ``args.path`` (tune.export.chat)."""
+    if args.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens {args.max_new_tokens}: must be at least 1")
+    if args.temperature < 0:
+        raise UserError(f"--temperature {args.temperature}: must be 0 (greedy) or more")
+    from tune.export.chat import open_session, print_reply, repl
+
+    session = open_session(args.path, base=args.base, system=args.system)
+    if args.prompt is not None:
+        print_reply(session.reply(args.prompt, args.max_new_tokens, args.temperature), args.show_thinking)
+    else:
+        repl(session, args.max_new_tokens, args.temperature, args.show_thinking)
+    return EXIT_OK
+
+
 VERBS = {
     "run": (cmd_run, "validate a recipe, then train it"),
     "validate": (cmd_validate, "check a recipe and print it fully resolved"),
     "ls": (cmd_ls, "list the shipped recipes"),
     "cp": (cmd_cp, "copy a shipped recipe to edit it"),
     "data": (None, "dataset cards and the mixture a recipe trains on (ls, show, preview)"),
+    "merge": (cmd_merge, "export a finished run as one standalone model (LoRA merged) with a model card"),
+    "chat": (cmd_chat, "talk to a tuned model (a run folder or a merged model)"),
 }
 
 
@@ -148,6 +176,21 @@ def build_verb_parser(name: str) -> argparse.ArgumentParser:
     if name == "cp":
         parser.add_argument("name", help="shipped recipe name (see `tune ls`), with or without .yaml")
         parser.add_argument("dest", help="destination file, or an existing folder")
+    if name == "merge":
+        parser.add_argument("run_dir", help="output.dir of a finished `tune run`")
+        parser.add_argument("--out", required=True, help="folder to write the model into (new, or empty)")
+    if name == "chat":
+        parser.add_argument("path", help="output.dir of a finished `tune run`, or a folder written by `tune merge`")
+        parser.add_argument("--prompt", help="answer this one message and exit (default: an interactive chat)")
+        parser.add_argument("--system", help="a system message (rendered as LLM-jp-4's developer instructions)")
+        parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens per reply (default 256)")
+        parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature; 0 = greedy (default)")
+        parser.add_argument("--show-thinking", action="store_true", help="also print the model's analysis channel")
+    if name in ("merge", "chat"):
+        parser.add_argument("--base", help="local copy of the base checkpoint, when the run's base cannot be found")
+    if name == "merge":
+        parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                            help="dtype of the saved weights (default auto: the recipe's model.dtype, else the base's own)")
     return parser
 
 
