@@ -4,6 +4,7 @@ Pure python (no torch): each line comes from the preset's architecture or a loca
 config.json, so `tune validate` stays instant. One function per topic, each in the module that
 owns the fact:
     LoRA targets and trainable parameters     tune.models.adapters.lora_plan
+    Liger kernels and the loss head           tune.models.liger_support.liger_plan
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from tune.config.schema import Recipe
 def plan_lines(recipe: Recipe) -> list[str]:
     """Every plan line for ``recipe``, in a fixed order (empty topics print nothing)."""
     from tune.models.adapters import lora_plan
+    from tune.models.liger_support import liger_plan
 
     lines: list[str] = []
-    for topic in (lora_plan,):
+    for topic in (lora_plan, liger_plan):
         lines += topic(recipe)
     return lines

@@ -76,8 +76,12 @@ class ModelSection(Section):
     )
     liger: bool = Field(
         default=False,
-        description="Apply Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross "
-        "entropy, MoE experts). Needs a CUDA GPU. Default false.",
+        description="Apply Liger's fused Triton kernels: RMSNorm, RoPE and SwiGLU on Llama (8B); RMSNorm, "
+        "RoPE and the fused MoE experts on Qwen3-MoE (32B-A3B). The loss already runs through TRL's "
+        "chunked fused LM head, so Liger's fused linear cross entropy stays off. Needs a CUDA GPU: "
+        "`tune run` on a machine without one refuses before the model loads (no silent fallback, "
+        "which would change the memory you planned for); `tune validate` checks it nowhere. Other "
+        "architectures are refused. Default false.",
     )
     tokenizer: str | None = Field(
         default=None,

@@ -46,6 +46,10 @@ def load_model(recipe: Recipe, checkpoint: Checkpoint):
     recipe's MoE router settings, and with Liger's kernels when `model.liger` (tune.models.liger)."""
     from transformers import AutoModelForCausalLM
 
+    if recipe.model.liger:
+        from tune.models.liger import require_liger_device
+
+        require_liger_device()  # before minutes of loading: no GPU, no Liger
     kwargs = {
         "dtype": resolve_dtype(recipe.model.dtype),
         "attn_implementation": recipe.model.attn_implementation,
