@@ -11,7 +11,7 @@ Checks that need the file system or the preset registry live in ``tune.config.ch
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -127,17 +127,42 @@ class QLoraSection(Section):
     )
 
 
+# The losses TRL 1.16's DPOTrainer offers (trl/trainer/dpo_config.py `loss_type`; the branches of
+# DPOTrainer._compute_loss). tests/methods/test_dpo.py pins this list equal to TRL's.
+DpoLossType = Literal[
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+    "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+]
+DPO_LOSS_TYPES = get_args(DpoLossType)
+
+
 class DpoSection(Section):
     beta: float = Field(
-        default=0.5, gt=0, description="DPO temperature. Default 0.5 (LLM-jp-4 8B DPO recipe; LLM-jp-3 used 0.1)."
+        default=0.5,
+        gt=0,
+        description=f"DPO temperature: how far the policy may move from the reference (higher = closer; "
+        f"for `ipo` the regulariser tau). Default 0.5 ({LLMJP_DPO}; LLM-jp-3 used 0.1).",
     )
-    loss_type: str = Field(
+    loss_type: DpoLossType = Field(
         default="sigmoid",
-        description="DPO loss, any TRL offers (sigmoid, ipo, hinge, robust, ...). Default `sigmoid` (the original DPO loss).",
+        description="DPO loss, any TRL's DPOTrainer offers: sigmoid (the original DPO loss), hinge, ipo, "
+        "exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, aot_unpaired, apo_zero, apo_down, discopop, "
+        "sft, sigmoid_norm. Default `sigmoid`.",
     )
     label_smoothing: float = Field(
-        default=0.0, ge=0, lt=0.5, description="Label smoothing for the robust/cDPO losses. Default 0."
+        default=0.0,
+        ge=0,
+        lt=0.5,
+        description="Label smoothing: for `robust` the probability that a preference label is flipped "
+        "(typically 0.1), for `exo_pair` its epsilon (must be > 0; the EXO paper uses 1e-3); ignored by "
+        "the other losses. Default 0.",
     )
+
+    @model_validator(mode="after")
+    def _exo_needs_smoothing(self) -> "DpoSection":
+        if self.loss_type == "exo_pair" and self.label_smoothing == 0:
+            raise ValueError("`loss_type: exo_pair` needs `label_smoothing` > 0 (the EXO paper uses 1e-3)")
+        return self
 
 
 class MethodSection(Section):

@@ -33,6 +33,10 @@ def run_recipe(loaded):
         from tune.methods.sft import train_sft
 
         return train_sft(recipe, run_dir)
+    if recipe.method.name == "dpo":
+        from tune.methods.dpo import train_dpo
+
+        return train_dpo(recipe, run_dir)
     raise UserError(f"method.name: `{recipe.method.name}` is not implemented yet")
 
 

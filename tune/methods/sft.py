@@ -23,7 +23,6 @@ a tokenizer without a chat template or larger than the model's vocabulary, a mal
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +53,7 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
     from tune.models.adapters import check_adapted, lora_config
     from tune.models.loading import check_vocab_fits, load_model, load_tokenizer
     from tune.training.arguments import router_aux_coef, sft_config
-    from tune.training.manifest import write_manifest
+    from tune.methods.finish import finish_run
     from tune.training.resume import latest_checkpoint, weights_for_resume
     from tune.training.progress import ProgressCallback
 
@@ -88,53 +87,7 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
     if recipe.method.peft != "none":
         printer(f"model: {check_adapted(trainer.model, recipe):,} trainable parameters (LoRA)")
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    eval_loss = trainer.evaluate()["eval_loss"] if len(data.eval) else None
-
-    final_dir = run_dir / "final"
-    trainer.save_model(str(final_dir))
-    tokenizer.save_pretrained(str(final_dir))
-    if recipe.method.peft == "lora":
-        _point_adapter_at_base(final_dir, checkpoint, recipe.model.revision)
-    wall = time.perf_counter() - started
-    manifest = write_manifest(
-        run_dir / "manifest.json",
-        method="sft",
-        peft=recipe.method.peft,
-        model={"source": checkpoint.source, "folder": str(checkpoint.folder), "revision": recipe.model.revision},
-        seed=recipe.train.seed,
-        data={"fingerprint": data.key, "report": data.report.to_dict()},
-        steps=trainer.state.global_step,
-        wall_time_s=round(wall, 2),
-        train_time_s=round(result.metrics["train_runtime"], 2),
-        tokens_seen=trainer.state.num_input_tokens_seen,
-        tokens_per_s=round(trainer.state.num_input_tokens_seen / result.metrics["train_runtime"], 1),
-        final_train_loss=progress.last_loss,
-        mean_train_loss=result.training_loss,
-        final_eval_loss=eval_loss,
-        final_dir=str(final_dir),
-    )
-    kind = "LoRA adapter" if recipe.method.peft == "lora" else "model"
-    printer(
-        f"done: {manifest['steps']} steps in {wall:.0f} s, final loss {progress.last_loss:.4f}, "
-        f"{manifest['tokens_per_s']:,.0f} tokens/s"
-    )
-    printer(f"saved {kind} + tokenizer to {final_dir}  (run folder: {run_dir})")
+    manifest = finish_run(recipe, run_dir, trainer=trainer, tokenizer=tokenizer, checkpoint=checkpoint,
+                          data=data, result=result, progress=progress, started=started, printer=printer)
     return SftOutcome(manifest, trainer.model, tokenizer)
 
-
-def _point_adapter_at_base(final_dir: Path, checkpoint, revision: str | None) -> None:
-    """Record the hub id (not a local cache folder) as the adapter's base, when it came from the hub."""
-    config_path = final_dir / "adapter_config.json"
-    config = json.loads(config_path.read_text())
-    config["base_model_name_or_path"] = (
-        checkpoint.source if _is_hub_source(checkpoint) else str(checkpoint.folder)
-    )
-    if revision and _is_hub_source(checkpoint):
-        config["revision"] = revision
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
-
-
-def _is_hub_source(checkpoint) -> bool:
-    return "/" in checkpoint.source and not Path(checkpoint.source).exists() and not (
-        checkpoint.preset and checkpoint.preset.is_tiny
-    )

@@ -1,4 +1,4 @@
-"""Translate a Recipe into TRL's SFTConfig: the one place recipe fields meet trainer arguments."""
+"""Translate a Recipe into TRL's SFTConfig / DPOConfig: the one place recipe fields meet trainer arguments."""
 
 from __future__ import annotations
 
@@ -34,21 +34,20 @@ def router_aux_coef(recipe: Recipe) -> float | None:
     return recipe.model.router_aux_loss_coef if recipe.model.output_router_logits else 0.0
 
 
-def sft_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
-    """The SFTConfig for ``recipe``, writing checkpoints under ``run_dir/checkpoints``.
+def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dict:
+    """The TrainingArguments every method shares (SFTConfig and DPOConfig alike): schedule,
+    optimizer, batch, precision, sequence length, evaluation, logging, checkpoints under
+    ``run_dir/checkpoints``, the MoE router aux-loss weight.
 
     With ``has_eval`` (rows were held out) and `train.eval_steps`, evaluation runs every that
-    many steps; `data.packing` adds the packing arguments of tune.data.packing.
+    many steps. Refuses (UserError) fp16 without a CUDA GPU.
     """
-    from tune.data.packing import packing_sft_config_kwargs
-
     import torch
-    from trl import SFTConfig
 
     train = recipe.train
     precision = resolve_precision(recipe)
     scheduler = _SCHEDULERS[train.scheduler]
-    return SFTConfig(
+    return dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=train.epochs,
         max_steps=train.max_steps or -1,
@@ -71,7 +70,6 @@ def sft_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
         max_length=recipe.data.max_seq_len,
-        **(packing_sft_config_kwargs(recipe.model.attn_implementation) if recipe.data.packing else {"packing": False}),
         eval_strategy="steps" if has_eval and train.eval_steps else "no",
         eval_steps=train.eval_steps,
         per_device_eval_batch_size=train.per_device_batch_size,
@@ -85,4 +83,31 @@ def sft_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
         router_aux_loss_coef=router_aux_coef(recipe),
         disable_tqdm=True,
         dataloader_num_workers=0,
+    )
+
+
+def sft_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
+    """The SFTConfig for ``recipe``: the shared arguments plus, with `data.packing`, the packing
+    arguments of tune.data.packing."""
+    from trl import SFTConfig
+
+    from tune.data.packing import packing_sft_config_kwargs
+
+    packing = packing_sft_config_kwargs(recipe.model.attn_implementation) if recipe.data.packing else {"packing": False}
+    return SFTConfig(**trainer_kwargs(recipe, run_dir, has_eval), **packing)
+
+
+def dpo_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
+    """The DPOConfig for ``recipe``: the shared arguments plus `method.dpo` (beta, loss type,
+    label smoothing). `max_length` bounds prompt + answer, as tune.data.preference already does,
+    so TRL's collator never truncates. Dropout stays off (TRL's `disable_dropout` default): the
+    policy and reference log-probabilities are compared token for token."""
+    from trl import DPOConfig
+
+    dpo = recipe.method.dpo
+    return DPOConfig(
+        **trainer_kwargs(recipe, run_dir, has_eval),
+        beta=dpo.beta,
+        loss_type=[dpo.loss_type],
+        label_smoothing=dpo.label_smoothing,
     )

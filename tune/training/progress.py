@@ -3,8 +3,9 @@
 Each log event of the trainer becomes one JSON line in ``metrics.jsonl`` (step, epoch, loss,
 learning rate, grad norm, tokens seen, tokens/s, elapsed seconds, plus every other number the
 trainer logged, such as DPO rewards or the MoE router aux loss) and, on the main process, one
-printed line. The callback also remembers the last training loss and the throughput for the
-run's manifest.
+printed line. A DPO run's line also shows the reward margin and accuracy (TRL's
+`rewards/margins`, `rewards/accuracies`). The callback also remembers the last training loss, the
+last record and the throughput for the run's manifest.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class ProgressCallback(TrainerCallback):
         self.printer = printer
         self.started = None
         self.last_loss = None
+        self.last_record = {}
         self.tokens_seen = 0
         self.tokens_per_second = 0.0
         self.elapsed = 0.0
@@ -66,8 +68,9 @@ class ProgressCallback(TrainerCallback):
         # everything else the trainer logged (DPO rewards and margins, MoE aux loss, ...), as is
         record.update({k: v for k, v in logs.items() if k not in _RENAMED and isinstance(v, (int, float))})
         if "aux_loss" in logs and self.aux_loss_coef:
-            # the logged loss includes coef x aux loss; show the language-model part apart
-            record["lm_loss"] = self.last_loss - self.aux_loss_coef * logs["aux_loss"]
+            # the logged loss includes coef x aux loss; show the language-model (or DPO) part apart
+            record[_main_loss_key(record)] = self.last_loss - self.aux_loss_coef * logs["aux_loss"]
+        self.last_record = record
         with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         if state.is_world_process_zero:
@@ -78,8 +81,21 @@ class ProgressCallback(TrainerCallback):
         step = state.global_step
         done = step - self.start_step
         eta = self.elapsed / done * (total - step) if done else 0.0
-        aux = f" (lm {record['lm_loss']:.4f} + aux {record['aux_loss']:.4f} x {self.aux_loss_coef:g})" if "lm_loss" in record else ""
+        main = _main_loss_key(record)
+        aux = (f" ({main.split('_')[0]} {record[main]:.4f} + aux {record['aux_loss']:.4f} x {self.aux_loss_coef:g})"
+               if main in record else "")
         return (
-            f"step {step:>5}/{total} | loss {record['loss']:.4f}{aux} | lr {record['lr'] or 0:.2e} | "
-            f"{record['tokens_per_s']:,.0f} tok/s | ETA {timedelta(seconds=round(eta))}"
+            f"step {step:>5}/{total} | loss {record['loss']:.4f}{aux} | {preference_figures(record)}"
+            f"lr {record['lr'] or 0:.2e} | {record['tokens_per_s']:,.0f} tok/s | ETA {timedelta(seconds=round(eta))}"
         )
+
+
+def _main_loss_key(record: dict) -> str:
+    return "dpo_loss" if "rewards/margins" in record else "lm_loss"
+
+
+def preference_figures(record: dict) -> str:
+    """`margin M | acc A | ` for a record with DPO rewards, empty otherwise."""
+    if "rewards/margins" not in record:
+        return ""
+    return f"margin {record['rewards/margins']:.4f} | acc {record.get('rewards/accuracies', 0):.2f} | "

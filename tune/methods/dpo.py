@@ -1,0 +1,153 @@
+"""Direct preference optimisation (`method.name: dpo`), full or LoRA/QLoRA, through TRL's DPOTrainer.
+
+Features:
+    - Model: a preset (LLM-jp-4 8B / 32B-A3B or a tiny twin; `model.variant` picks the released
+      checkpoint to start from, e.g. `instruct`), a hub id or a local folder, loaded in the
+      recipe's dtype and attention kernel (tune.models), exactly as SFT loads it.
+    - Data: preference pairs (preference cards, or `format: preference` files) rendered with the
+      tokenizer's own chat template and SFT's masking rules (tune.data.preference): the prompt ends
+      in the generation prompt, and each answer's tokens are exactly the assistant span SFT would
+      train on, closing marker included. TRL receives `prompt_ids` / `chosen_ids` / `rejected_ids`
+      and scores them as they are, without re-tokenizing (tune.training.dpo_trainer); its
+      completion mask covers exactly the answer tokens.
+    - Reference model: with `method.peft: none`, a frozen second copy of the starting checkpoint
+      (loaded like the policy; a resumed run still compares against the start, not the
+      checkpoint it resumes from). With `lora` / `qlora`, no second copy: the reference is the
+      same model with its adapters disabled (TRL's PEFT path; `trainer.ref_model` is None).
+    - Loss: `method.dpo.loss_type` (any TRL offers; default sigmoid), `beta` (default 0.5, LLM-jp-4's
+      published value), `label_smoothing` (robust / exo_pair). Dropout is off during DPO (TRL's
+      default), so policy and reference log-probabilities match token for token at step 0.
+    - MoE: the router load-balancing loss, weighted by `model.router_aux_loss_coef`, is added to
+      the DPO loss when `model.output_router_logits` is true; it is logged apart (`aux_loss`), and
+      the DPO part as `dpo_loss`.
+    - Outputs in `output.dir`: `metrics.jsonl` (per log event: loss, rewards/chosen,
+      rewards/rejected, rewards/margins, rewards/accuracies, log-probs, aux loss, ...), the printed
+      progress line with margin and accuracy, `manifest.json` (as SFT's, plus the final reward
+      margin and accuracy) and `final/` (adapter or full model + tokenizer), loadable by plain
+      transformers / peft (tune.methods.finish).
+    - Resume: as SFT (tune.training.resume).
+
+Refuses, before any training step, with a UserError: data of the wrong kind (conversation or text
+datasets; the message names `data.datasets.N`), `data.packing`, a pair whose two answers the
+template renders after different prompts, data with no pair left, an unknown `method.dpo.loss_type`
+(at validation, with a suggestion), `exo_pair` without label smoothing, and everything SFT refuses
+about the model and tokenizer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tune.config.schema import Recipe
+
+
+@dataclass
+class DpoSetup:
+    """A DPO trainer ready to train, with what the run's ending needs."""
+
+    trainer: object
+    tokenizer: object
+    checkpoint: object
+    data: object
+    progress: object
+    resume_from: Path | None
+
+
+@dataclass
+class DpoOutcome:
+    """What a finished DPO run leaves in memory: its manifest and the trained model + tokenizer."""
+
+    manifest: dict
+    model: object
+    tokenizer: object
+
+
+def build_dpo_trainer(recipe: Recipe, run_dir: Path, printer=print) -> DpoSetup:
+    """Load tokenizer, data, policy (and, for full fine-tuning, the reference) and build the trainer."""
+    from tune.training.quiet import quiet_library_chatter
+
+    quiet_library_chatter()
+    from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback
+
+    from tune.data.preference import COLUMNS, prepare_dpo_data
+    from tune.models.adapters import check_adapted, lora_config
+    from tune.models.checkpoints import locate_checkpoint
+    from tune.models.loading import check_vocab_fits, load_model, load_tokenizer
+    from tune.training.arguments import dpo_config, router_aux_coef
+    from tune.training.dpo_trainer import PretokenizedDPOTrainer
+    from tune.training.progress import ProgressCallback
+    from tune.training.resume import latest_checkpoint, weights_for_resume
+
+    checkpoint = locate_checkpoint(recipe.model)
+    printer(f"model: {checkpoint.source} ({checkpoint.folder})")
+    tokenizer = load_tokenizer(recipe, checkpoint)
+    data = prepare_dpo_data(recipe, tokenizer)
+    printer(f"data: prepared {'(from cache) ' if data.from_cache else ''}key {data.key}")
+    for line in data.report.lines():
+        printer(f"data: {line}")
+    # the trainer gets the three columns TRL collates, nothing else (`dataset` is for the report)
+    train_set = data.train.select_columns(list(COLUMNS))
+    eval_set = data.eval.select_columns(list(COLUMNS)) if len(data.eval) else None
+
+    resume_from = latest_checkpoint(run_dir) if recipe.train.resume else None
+    if resume_from:
+        printer(f"resuming from {resume_from}")
+    set_seed(recipe.train.seed)
+    model = load_model(recipe, weights_for_resume(checkpoint, resume_from, recipe))
+    check_vocab_fits(model, tokenizer, checkpoint.source)
+    reference = None
+    if recipe.method.peft == "none":
+        # the starting checkpoint, also when resuming; TRL would reload model.name_or_path instead
+        reference = load_model(recipe, checkpoint).eval().requires_grad_(False)
+        printer("model: reference = a frozen copy of the starting checkpoint")
+    else:
+        printer("model: reference = the same model with its adapters disabled (no second copy)")
+    progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe))
+    set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
+    trainer = PretokenizedDPOTrainer(
+        model=model,
+        ref_model=reference,
+        args=dpo_config(recipe, run_dir, has_eval=eval_set is not None),
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe),
+        callbacks=[progress],
+    )
+    trainer.remove_callback(PrinterCallback)
+    if recipe.method.peft != "none":
+        printer(f"model: {check_adapted(trainer.model, recipe):,} trainable parameters (LoRA)")
+    return DpoSetup(trainer, tokenizer, checkpoint, data, progress, resume_from)
+
+
+def train_dpo(recipe: Recipe, run_dir: Path, printer=print) -> DpoOutcome:
+    """Train ``recipe`` (method dpo) and write its outputs into ``run_dir``."""
+    from tune.methods.finish import finish_run
+
+    started = time.perf_counter()
+    setup = build_dpo_trainer(recipe, run_dir, printer)
+    trainer, resume_from = setup.trainer, setup.resume_from
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    last = setup.progress.last_record
+    manifest = finish_run(
+        recipe,
+        run_dir,
+        trainer=trainer,
+        tokenizer=setup.tokenizer,
+        checkpoint=setup.checkpoint,
+        data=setup.data,
+        result=result,
+        progress=setup.progress,
+        started=started,
+        extra={
+            "dpo": recipe.method.dpo.model_dump(),
+            "reference": "frozen copy" if recipe.method.peft == "none" else "adapters disabled",
+            "final_reward_margin": last.get("rewards/margins"),
+            "final_reward_accuracy": last.get("rewards/accuracies"),
+        },
+        printer=printer,
+    )
+    return DpoOutcome(manifest, trainer.model, setup.tokenizer)

@@ -1,0 +1,98 @@
+"""The end every training method shares: evaluate, save `final/`, write the manifest, print the summary.
+
+After ``trainer.train()``:
+    - evaluation on the held-out rows, when there are any (its metrics go into the manifest);
+    - ``final/``: the adapter (LoRA / QLoRA; its `base_model_name_or_path` names the hub id the run
+      started from, or the local folder) or the full model, plus the tokenizer and its chat template;
+    - ``manifest.json``: versions, git commit, seed, data fingerprint and report, steps, wall time,
+      tokens/s, final and mean train loss, final eval loss (and eval rewards for DPO), plus the
+      method's own figures;
+    - two printed lines: the run's final figures, and where the outputs are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tune.config.schema import Recipe
+
+
+def finish_run(
+    recipe: Recipe,
+    run_dir: Path,
+    *,
+    trainer,
+    tokenizer,
+    checkpoint,
+    data,
+    result,
+    progress,
+    started: float,
+    extra: dict | None = None,
+    printer=print,
+) -> dict:
+    """Save ``trainer``'s model and ``tokenizer`` into ``run_dir/final``, write ``run_dir/manifest.json``
+    (with ``extra`` fields, and the eval metrics when rows were held out) and return the manifest.
+
+    ``result`` is what ``trainer.train()`` returned, ``progress`` the run's ProgressCallback,
+    ``started`` the ``time.perf_counter()`` at the start of the method."""
+    from tune.training.manifest import write_manifest
+    from tune.training.progress import preference_figures
+
+    eval_metrics = trainer.evaluate() if len(data.eval) else {}
+    eval_rewards = {k.removeprefix("eval_rewards/"): v for k, v in eval_metrics.items() if k.startswith("eval_rewards/")}
+
+    final_dir = run_dir / "final"
+    trainer.save_model(str(final_dir))
+    tokenizer.save_pretrained(str(final_dir))
+    adapter = recipe.method.peft != "none"
+    if adapter:
+        point_adapter_at_base(final_dir, checkpoint, recipe.model.revision)
+    wall = time.perf_counter() - started
+    manifest = write_manifest(
+        run_dir / "manifest.json",
+        method=recipe.method.name,
+        peft=recipe.method.peft,
+        model={"source": checkpoint.source, "folder": str(checkpoint.folder), "revision": recipe.model.revision},
+        seed=recipe.train.seed,
+        data={"fingerprint": data.key, "report": data.report.to_dict()},
+        steps=trainer.state.global_step,
+        wall_time_s=round(wall, 2),
+        train_time_s=round(result.metrics["train_runtime"], 2),
+        tokens_seen=trainer.state.num_input_tokens_seen,
+        tokens_per_s=round(trainer.state.num_input_tokens_seen / result.metrics["train_runtime"], 1),
+        final_train_loss=progress.last_loss,
+        mean_train_loss=result.training_loss,
+        final_eval_loss=eval_metrics.get("eval_loss"),
+        **({"final_eval_rewards": eval_rewards} if eval_rewards else {}),
+        **(extra or {}),
+        final_dir=str(final_dir),
+    )
+    kind = "LoRA adapter" if adapter else "model"
+    figures = preference_figures(progress.last_record).replace(" | ", ", ")
+    printer(
+        f"done: {manifest['steps']} steps in {wall:.0f} s, final loss {progress.last_loss:.4f}, "
+        f"{figures}{manifest['tokens_per_s']:,.0f} tokens/s"
+    )
+    printer(f"saved {kind} + tokenizer to {final_dir}  (run folder: {run_dir})")
+    return manifest
+
+
+def point_adapter_at_base(final_dir: Path, checkpoint, revision: str | None) -> None:
+    """Record the hub id (not a local cache folder) as the adapter's base, when it came from the hub."""
+    config_path = final_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = (
+        checkpoint.source if _is_hub_source(checkpoint) else str(checkpoint.folder)
+    )
+    if revision and _is_hub_source(checkpoint):
+        config["revision"] = revision
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _is_hub_source(checkpoint) -> bool:
+    return "/" in checkpoint.source and not Path(checkpoint.source).exists() and not (
+        checkpoint.preset and checkpoint.preset.is_tiny
+    )
