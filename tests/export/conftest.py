@@ -44,6 +44,12 @@ def full_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def qlora_run(tmp_path_factory) -> Path:
+    """A finished 3-step QLoRA run of tiny/qlora (dense twin, nf4 base)."""
+    return train(tmp_path_factory.mktemp("runs") / "qlora", "tiny/qlora")
+
+
+@pytest.fixture(scope="session")
 def merged(lora_runs, tmp_path_factory) -> dict[str, Path]:
     """{twin name: folder `tune merge` wrote for its LoRA run}."""
     from tune.export.merge import merge_run

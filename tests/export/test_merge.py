@@ -136,26 +136,21 @@ def test_full_run_is_exported_as_trained(full_run, tmp_path):
     assert "full fine-tuning" in (out / "README.md").read_text()
 
 
-def test_qlora_run_merges_onto_the_unquantized_base_in_the_base_dtype(lora_runs, tmp_path):
-    """A QLoRA adapter has the LoRA format; the merge loads the base unquantized (no bitsandbytes
-    layer, no quantization_config) in its stored dtype and folds the adapter in."""
+def test_qlora_run_merges_onto_the_unquantized_base_in_the_base_dtype(qlora_run, tmp_path):
+    """The merge loads the base unquantized (no bitsandbytes layer, no quantization_config) in
+    its stored dtype and folds the QLoRA adapter in."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run = tmp_path / "qlora-run"
-    shutil.copytree(lora_runs["tiny-llm-jp-4-8b"], run)
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-    recipe["method"]["peft"] = "qlora"
-    recipe["method"]["qlora"] = {"quant_type": "nf4", "double_quant": True, "compute_dtype": "bfloat16"}
-    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe, allow_unicode=True))
     out = tmp_path / "qlora-export"
-    assert main(["merge", str(run), "--out", str(out)]) == 0
+    assert main(["merge", str(qlora_run), "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
     assert "quantization_config" not in config and config["dtype"] == "float32"  # the twin's stored dtype
     tokenizer = AutoTokenizer.from_pretrained(out)
     ids = probe_ids(tokenizer)
-    tuned, _ = adapter_logits(run, ids)
+    tuned, base = adapter_logits(qlora_run, ids)
     with torch.no_grad():
         exported = AutoModelForCausalLM.from_pretrained(out)(ids).logits
+    assert (tuned - base).abs().max() > 1e-4
     assert (exported - tuned).abs().max() < 5e-5
     card = (out / "README.md").read_text()
     assert "QLoRA" in card and "unquantized base" in card and "nf4" in card
