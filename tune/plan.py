@@ -5,6 +5,7 @@ config.json, so `tune validate` stays instant. One function per topic, each in t
 owns the fact:
     LoRA targets and trainable parameters     tune.models.adapters.lora_plan
     Liger kernels and the loss head           tune.models.liger_support.liger_plan
+    Memory: weights by storage, LoRA, states  tune.models.memory.memory_plan
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ def plan_lines(recipe: Recipe) -> list[str]:
     """Every plan line for ``recipe``, in a fixed order (empty topics print nothing)."""
     from tune.models.adapters import lora_plan
     from tune.models.liger_support import liger_plan
+    from tune.models.memory import memory_plan
 
     lines: list[str] = []
-    for topic in (lora_plan, liger_plan):
+    for topic in (lora_plan, liger_plan, memory_plan):
         lines += topic(recipe)
     return lines
