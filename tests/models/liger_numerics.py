@@ -21,8 +21,9 @@ Under ``TRITON_INTERPRET=1`` (CPU), ``apply_interpreter_shim`` closes two gaps o
 interpreter that Liger's kernels hit (TEST-ONLY; nothing in tune uses it):
     - a Python float kernel argument (``eps``) stays a float, and Liger calls ``eps.to(...)``:
       the shim passes floats as fp32 scalars, as compiled Triton does;
-    - ``triton.language.extra.libdevice.rsqrt`` (imported by Liger's RMSNorm) is a stub outside
-      compiled code: the shim points Liger's RMSNorm at ``tl.math.rsqrt``, which the interpreter runs.
+    - ``triton.language.extra.libdevice.rsqrt`` (imported by Liger's RMSNorm) is a stub that returns
+      None when interpreted: the shim points Liger's RMSNorm at ``tl.math.rsqrt``, which the
+      interpreter runs (looked up at call time: the interpreter patches tl.math only during a launch).
 tests/models/test_liger.py pins both gaps, so we learn when Triton closes them.
 """
 
@@ -129,7 +130,8 @@ def build_model(recipe, args, reference=None):
         config = AutoConfig.for_model(**{k: v for k, v in config_keys.items() if k != "architectures"})
         config.architectures = get_preset(args.preset).config["architectures"]
         torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, args.dtype))
+        with torch.device(args.device):  # random init on the GPU: billions of parameters
+            model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, args.dtype))
     else:
         model = copy.deepcopy(reference)
         if recipe.model.liger:

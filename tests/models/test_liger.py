@@ -71,7 +71,7 @@ try:
     LigerRMSNormFunction.apply(x, w, 1e-6)
     print("RAN")
 except Exception as err:
-    print("FAILED", repr(err))
+    print("FAILED", type(err).__name__, err)
 """
 FLOAT_SHIM = """
 import numpy as np, triton.language as tl
@@ -91,7 +91,7 @@ def test_the_two_interpreter_gaps_the_numerics_shim_closes_are_still_there():
         return done.stdout.strip().splitlines()[-1]
 
     assert "'float' object has no attribute 'to'" in probe("")
-    assert "_semantic" in probe(FLOAT_SHIM)  # libdevice rsqrt is a stub outside compiled code
+    assert "cannot convert None" in probe(FLOAT_SHIM)  # libdevice rsqrt is a stub (returns None) when interpreted
     rsqrt = "import liger_kernel.ops.rms_norm as r, triton.language as tl\nr.rsqrt = lambda x: tl.math.rsqrt(x)"
     assert probe(FLOAT_SHIM + rsqrt) == "RAN"
 
