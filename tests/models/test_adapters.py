@@ -6,7 +6,6 @@ from peft import get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from tune.config import load_recipe
-from tune.errors import UserError
 from tune.models.adapters import check_adapted, lora_config, lora_plan, parameter_count, resolve_lora_targets
 from tune.models.presets import PRESETS, get_preset
 from tune.models.tiny_twins import ensure_twin
@@ -55,7 +54,21 @@ def test_real_presets_plan_instantly_with_experts_and_without_router():
     (["method.lora.targets=[qproj]"], "did you mean 'q_proj'"),
     (["model.name=tiny-llm-jp-4-32b-a3b", "method.lora.targets=[q_proj, gate_proj]"], "method.lora.experts: true"),
     (["model.name=tiny-llm-jp-4-32b-a3b", "method.lora.targets=[q_proj, gate]"], "method.lora.router: true"),
+    (["model.name=tiny-llm-jp-4-32b-a3b", "method.lora.dropout=0.05"], "method.lora.dropout: 0.05 with adapted MoE experts"),
 ])
-def test_impossible_targets_are_refused_with_the_key(overrides, message):
-    with pytest.raises(UserError, match=message.replace("(", r"\(").replace("?", r"\?")):
-        resolve_lora_targets(load_recipe("tiny/sft-lora", overrides).recipe)
+def test_impossible_targets_are_refused_at_load_with_the_key(overrides, message, recipe_error, repo_root):
+    text = recipe_error(repo_root / "recipes" / "tiny" / "sft-lora.yaml", overrides)
+    assert message in text and text.count("\n") == 0, text
+    assert text.startswith(f"command-line override `{overrides[-1]}`: "), text
+
+
+def test_a_refused_target_written_in_the_file_names_its_line(write_recipe, recipe_error):
+    path = write_recipe("""\
+        model: {name: tiny-llm-jp-4-32b-a3b}
+        method:
+          peft: lora
+          lora:
+            dropout: 0.1
+        data: {datasets: [{path: tune:samples/demo-chat.jsonl}]}
+        """)
+    assert recipe_error(path).startswith(f"{path}:5:14: method.lora.dropout: 0.1 with adapted MoE experts")

@@ -149,6 +149,12 @@ def test_validate_refuses_liger_on_a_qwen3_moe_with_dense_layers_at_the_recipe_l
     assert text.endswith("set model.liger=false")
 
 
+def test_validate_refuses_liger_on_moe_qlora_whose_experts_are_4_bit(recipe_error):
+    text = recipe_error("tiny/moe-qlora", ["model.liger=true"])
+    assert text.startswith("command-line override `model.liger=true`: model.liger: Liger's fused MoE kernel reads")
+    assert load_recipe("tiny/qlora", ["model.liger=true"]).recipe.model.liger  # dense QLoRA: Liger patches forwards, its Linear4bit layers stay
+
+
 def test_apply_liger_refuses_a_loaded_model_of_another_architecture(monkeypatch):
     """A hub id is only known once it loads: apply_liger refuses it before patching anything."""
     from transformers import MistralConfig, MistralForCausalLM

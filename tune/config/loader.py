@@ -3,8 +3,8 @@
 The steps, each in its own module: find the file (``bases``), read YAML with positions
 (``yaml_positions``), follow ``base:`` chains (``bases``, ``merge``), apply ``key=value``
 overrides (``overrides``), resolve paths, presets and the output folder (``checks``), validate
-against the schema (``validation``), then combinations the schema cannot see (Liger:
-``tune.models.liger_support``). Problems found by the last four steps are reported
+against the schema (``validation``), then combinations the schema cannot see (LoRA targets the
+architecture lacks: ``tune.models.adapters``; Liger: ``tune.models.liger_support``). Problems found by the last four steps are reported
 together, in reading order, in one ``RecipeError``.
 """
 
@@ -38,9 +38,10 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = (), now: datetime |
     recipe, schema_problems = validate(tree, positions)
     problems += schema_problems
     if recipe is not None:
-        from tune.models.liger_support import liger_problems  # here: it imports tune.config itself
+        from tune.models.adapters import lora_problems  # here: they import tune.config themselves
+        from tune.models.liger_support import liger_problems
 
-        problems += liger_problems(recipe, positions)
+        problems += lora_problems(recipe, positions) + liger_problems(recipe, positions)
     if problems or recipe is None:
         raise RecipeError(reading_order(problems, positions.root.source))
     return LoadedRecipe(recipe, file, overrides, positions)

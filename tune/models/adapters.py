@@ -27,6 +27,14 @@ from tune.models.presets import architecture_of
 EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
 
 
+class LoraTargetError(UserError):
+    """A LoRA setting the architecture cannot serve; ``key`` is the recipe key to fix."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key, self.what = key, message
+
+
 @dataclass(frozen=True)
 class LoraTargets:
     """What LoRA adapts: module name suffixes, fused parameters, and the resulting counts."""
@@ -88,8 +96,9 @@ def parameter_count(config: dict) -> int:
 def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
     """The LoRA targets and counts of a lora/qlora recipe (None without LoRA or a known architecture).
 
-    Raises UserError naming `method.lora.*` for experts or router on a dense model, a target
-    that matches no module of the architecture, or a list naming MoE expert projections.
+    Raises LoraTargetError (a UserError) naming `method.lora.*` for experts or router on a dense
+    model, a target that matches no module of the architecture, a list naming MoE expert
+    projections or the router, and dropout with adapted experts (peft refuses it at wrap time).
     """
     lora = recipe.method.lora
     config = architecture_config(recipe)
@@ -98,7 +107,7 @@ def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
     moe = _is_moe(config)
     if not moe and (lora.experts or lora.router):
         key = "experts" if lora.experts else "router"
-        raise UserError(f"method.lora.{key}: {recipe.model.name} is a dense model with no MoE {key}; drop it")
+        raise LoraTargetError(f"method.lora.{key}", f"{recipe.model.name} is a dense model with no MoE {key}; drop it")
     available = set()
     for index in range(config["num_hidden_layers"]):
         available |= set(_linear_shapes(config, moe and _moe_layer(config, index)))
@@ -109,19 +118,34 @@ def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
         modules = tuple(lora.targets)
         for name in modules:
             if moe and name in ("gate_proj", "up_proj", "down_proj"):
-                raise UserError(f"method.lora.targets: {name!r} is an expert projection of this MoE model; "
-                                "experts are adapted with method.lora.experts: true")
+                raise LoraTargetError("method.lora.targets", f"{name!r} is an expert projection of this MoE model; "
+                                      "experts are adapted with method.lora.experts: true")
             if name not in available:
                 close = difflib.get_close_matches(name, sorted(available), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise UserError(f"method.lora.targets: {name!r} matches no module of {recipe.model.name}; "
-                                f"expected some of: {', '.join(sorted(available))}{hint}")
+                raise LoraTargetError("method.lora.targets", f"{name!r} matches no module of {recipe.model.name}; "
+                                      f"expected some of: {', '.join(sorted(available))}{hint}")
     if moe and lora.router and "gate" not in modules:
         modules += ("gate",)
     if moe and lora.router is False and "gate" in modules:
-        raise UserError("method.lora.targets: 'gate' is the MoE router; adapt it with method.lora.router: true")
+        raise LoraTargetError("method.lora.targets", "'gate' is the MoE router; adapt it with method.lora.router: true")
     parameters = EXPERT_PARAMETERS if moe and lora.experts is not False else ()
+    if parameters and lora.dropout:
+        raise LoraTargetError("method.lora.dropout", f"{lora.dropout:g} with adapted MoE experts: peft applies no dropout "
+                              "to fused expert weights (target_parameters); set method.lora.dropout: 0 or method.lora.experts: false")
     return LoraTargets(modules, parameters, _trainable(config, modules, parameters, lora.r), parameter_count(config))
+
+
+def lora_problems(recipe: Recipe, positions) -> list:
+    """``resolve_lora_targets``' refusal as a recipe Problem at the key it names (tune.config.loader
+    reports it with file and line, before anything loads); empty when the targets resolve."""
+    from tune.config.errors import Problem
+
+    try:
+        resolve_lora_targets(recipe)
+    except LoraTargetError as err:
+        return [Problem(positions.value(err.key), err.key, err.what)]
+    return []
 
 
 def _trainable(config: dict, modules: tuple[str, ...], parameters: tuple[str, ...], rank: int) -> int:

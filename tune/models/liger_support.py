@@ -25,7 +25,9 @@ a local checkpoint's config.json; a hub id is checked when it loads):
     - an architecture Liger has no patch for in this table;
     - a Qwen3-MoE with dense layers (`mlp_only_layers`, `decoder_sparse_step` > 1): Liger's patch
       reaches for `mlp.experts` on every layer;
-    - an activation other than silu (Liger's SwiGLU kernels compute silu only).
+    - an activation other than silu (Liger's SwiGLU kernels compute silu only);
+    - QLoRA on Qwen3-MoE: tune stores the fused experts in 4 bits (tune.models.quantized_experts),
+      which Liger's fused MoE kernel would read as dense weights.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def liger_problems(recipe: Recipe, positions: PositionMap) -> list[Problem]:
         return []
     config = architecture_of(recipe.model.name, recipe.model.path)
     what = config_problem(config) if config is not None else None
+    if what is None and config is not None and recipe.method.peft == "qlora" and config.get("model_type") == "qwen3_moe":
+        what = ("Liger's fused MoE kernel reads the expert weights as dense tensors, and QLoRA stores them in 4 bits "
+                "(tune.models.quantized_experts, dequantized on use); set model.liger=false or method.peft=lora")
     return [Problem(positions.value(KEY), KEY, what)] if what else []
 
 
