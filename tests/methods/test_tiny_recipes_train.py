@@ -20,7 +20,8 @@ STEPS = 3
 
 
 def test_the_tiny_recipes_cover_every_method():
-    expected = {"sft-lora.yaml", "sft-full.yaml", "moe-lora.yaml", "moe-sft-full.yaml"}
+    expected = {"sft-lora.yaml", "sft-full.yaml", "qlora.yaml", "dpo.yaml", "dpo-lora.yaml",
+                "moe-lora.yaml", "moe-sft-full.yaml", "moe-qlora.yaml", "moe-dpo.yaml"}
     assert expected <= set(TINY), TINY
 
 

@@ -65,14 +65,16 @@ class ModelSection(Section):
     router_aux_loss_coef: float | None = Field(
         default=None,
         ge=0,
-        description="MoE models: weight of the router load-balancing loss added to the training loss. "
-        "Default: none, the checkpoint's own (0.01 for LLM-jp-4 32B-A3B, its published value); "
-        "every shipped MoE recipe writes it out.",
+        description="MoE models: weight of the router load-balancing loss added to the training loss "
+        "(logged apart as `aux_loss`). Default: the checkpoint's own coefficient, written into the resolved "
+        "recipe (0.01 for LLM-jp-4 32B-A3B: its config.json, and the aux weight of its pre-training); "
+        "an error on dense models.",
     )
     output_router_logits: bool | None = Field(
         default=None,
-        description="MoE models: compute the router aux loss at all (transformers' `output_router_logits`). "
-        "Default: none, the checkpoint's own (false for Qwen3-MoE: no aux loss); shipped MoE recipes set it true.",
+        description="MoE models: add the router aux loss at all (transformers' `output_router_logits`). "
+        "Default: true on MoE models, written into the resolved recipe (LLM-jp trained 32B-A3B with it; "
+        "the checkpoint's config says false, which would train without it); an error on dense models.",
     )
     liger: bool = Field(
         default=False,
