@@ -45,11 +45,10 @@ from tune.config.schema import Recipe
 from tune.data import cache
 from tune.data.chat_masks import IGNORE_INDEX, TemplateMaskError, tokenize_rendered
 from tune.data.mixture import build_mixture
-from tune.data.prepare import TOKENIZE_BATCH, PreparedData, _convert
+from tune.data.prepare import TOKENIZE_BATCH, PreparedData, _convert, open_sources, source_key_parts
 from tune.data.records import Preference, record_key
 from tune.data.render import template_kwargs
 from tune.data.report import DataReport, DatasetStats
-from tune.data.sources import open_source
 from tune.errors import UserError
 
 # The columns TRL's DPOTrainer (1.16) collates: DataCollatorForPreference reads these three.
@@ -77,32 +76,14 @@ class PreferenceSample:
 def prepare_dpo_data(recipe: Recipe, tokenizer) -> PreparedData:
     """The recipe's training and eval pairs as ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids``
     (plus ``dataset``, the index into data.datasets); from the cache when an identical preparation exists."""
-    from tune.data.converters import get_converter
-
     data = recipe.data
     if data.packing:
         raise UserError("data.packing: DPO does not pack (TRL's DPOTrainer pads each chosen/rejected pair); "
                         "set data.packing=false")
-    sources = [open_source(entry) for entry in data.datasets]
-    converters = [get_converter(source.converter) for source in sources]
-    for index, (source, converter) in enumerate(zip(sources, converters)):
-        try:
-            source.fields = converter.resolve_fields(source.fields)
-        except ValueError as err:
-            raise UserError(f"data.datasets.{index}.fields: {err}") from None
-        if converter.kind != "preference":
-            raise UserError(
-                f"data.datasets.{index}: {source.label} holds {converter.kind} rows; "
-                "method dpo trains on preference pairs (preference cards, or `format: preference` files)"
-            )
-    key = cache.cache_key(
-        data,
-        recipe.train.seed,
-        [{"converter": c.name, "version": c.version, "fields": s.fields, "source": s.fingerprint,
-          "prepared_for": "dpo", "dpo_pipeline": PREFERENCE_PIPELINE_VERSION}
-         for s, c in zip(sources, converters)],
-        cache.tokenizer_fingerprint(tokenizer),
-    )
+    sources, converters = open_sources(
+        data, "preference", "method dpo trains on preference pairs (preference cards, or `format: preference` files)")
+    parts = source_key_parts(sources, converters, prepared_for="dpo", dpo_pipeline=PREFERENCE_PIPELINE_VERSION)
+    key = cache.cache_key(data, recipe.train.seed, parts, cache.tokenizer_fingerprint(tokenizer))
     if data.cache:
         hit = cache.load_cached(key)
         if hit is not None:

@@ -40,28 +40,9 @@ class PreparedData:
 
 def prepare_sft_data(recipe: Recipe, tokenizer) -> PreparedData:
     """The recipe's training and eval samples (from the cache when an identical preparation exists)."""
-    from tune.data.converters import get_converter
-
     data = recipe.data
-    sources = [open_source(entry) for entry in data.datasets]
-    converters = [get_converter(source.converter) for source in sources]
-    for index, (source, converter) in enumerate(zip(sources, converters)):
-        try:
-            source.fields = converter.resolve_fields(source.fields)
-        except ValueError as err:
-            raise UserError(f"data.datasets.{index}.fields: {err}") from None
-        if converter.kind != "sft":
-            raise UserError(
-                f"data.datasets.{index}: {source.label} holds {converter.kind} rows; "
-                "method sft trains on conversations (sft cards or formats)"
-            )
-    key = cache.cache_key(
-        data,
-        recipe.train.seed,
-        [{"converter": c.name, "version": c.version, "fields": s.fields, "source": s.fingerprint}
-         for s, c in zip(sources, converters)],
-        cache.tokenizer_fingerprint(tokenizer),
-    )
+    sources, converters = open_sources(data, "sft", "method sft trains on conversations (sft cards or formats)")
+    key = cache.cache_key(data, recipe.train.seed, source_key_parts(sources, converters), cache.tokenizer_fingerprint(tokenizer))
     if data.cache:
         hit = cache.load_cached(key)
         if hit is not None:
@@ -83,6 +64,31 @@ def prepare_sft_data(recipe: Recipe, tokenizer) -> PreparedData:
     if data.cache:
         cache.store(key, train_set, eval_set, report)
     return PreparedData(train_set, eval_set, report, key, from_cache=False)
+
+
+def open_sources(data, kind: str, expected: str) -> tuple[list, list]:
+    """The sources of ``data.datasets`` and their converters, fields resolved. Refuses with a
+    UserError naming `data.datasets.N`: fields the converter cannot map, or rows of another
+    ``kind`` than the method trains on (``expected`` says what it does train on)."""
+    from tune.data.converters import get_converter
+
+    sources = [open_source(entry) for entry in data.datasets]
+    converters = [get_converter(source.converter) for source in sources]
+    for index, (source, converter) in enumerate(zip(sources, converters)):
+        try:
+            source.fields = converter.resolve_fields(source.fields)
+        except ValueError as err:
+            raise UserError(f"data.datasets.{index}.fields: {err}") from None
+        if converter.kind != kind:
+            raise UserError(f"data.datasets.{index}: {source.label} holds {converter.kind} rows; {expected}")
+    return sources, converters
+
+
+def source_key_parts(sources, converters, **extra) -> list[dict]:
+    """What each source adds to the cache key: converter name, version and fields, the source's
+    fingerprint, plus ``extra`` (a pipeline's own name and version)."""
+    return [{"converter": c.name, "version": c.version, "fields": s.fields, "source": s.fingerprint, **extra}
+            for s, c in zip(sources, converters)]
 
 
 def _convert(source, converter, stats: DatasetStats, on_bad_row: str) -> list[Conversation]:

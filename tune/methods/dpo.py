@@ -70,34 +70,20 @@ def build_dpo_trainer(recipe: Recipe, run_dir: Path, printer=print) -> DpoSetup:
 
     quiet_library_chatter()
     from transformers import set_seed
-    from transformers.trainer_callback import PrinterCallback
 
     from tune.data.preference import COLUMNS, prepare_dpo_data
-    from tune.models.adapters import check_adapted, lora_config
-    from tune.models.checkpoints import locate_checkpoint
-    from tune.models.loading import check_vocab_fits, load_model, load_tokenizer
+    from tune.methods.setup import adopt_trainer, load_run_inputs
+    from tune.models.adapters import lora_config
+    from tune.models.loading import load_model
     from tune.training.arguments import dpo_config, router_aux_coef
     from tune.training.dpo_trainer import PretokenizedDPOTrainer
     from tune.training.progress import ProgressCallback
-    from tune.training.resume import latest_checkpoint, weights_for_resume
 
-    checkpoint = locate_checkpoint(recipe.model)
-    printer(f"model: {checkpoint.source} ({checkpoint.folder})")
-    tokenizer = load_tokenizer(recipe, checkpoint)
-    data = prepare_dpo_data(recipe, tokenizer)
-    printer(f"data: prepared {'(from cache) ' if data.from_cache else ''}key {data.key}")
-    for line in data.report.lines():
-        printer(f"data: {line}")
+    inputs = load_run_inputs(recipe, run_dir, prepare_dpo_data, printer)
+    checkpoint, tokenizer, data, model = inputs.checkpoint, inputs.tokenizer, inputs.data, inputs.model
     # the trainer gets the three columns TRL collates, nothing else (`dataset` is for the report)
     train_set = data.train.select_columns(list(COLUMNS))
     eval_set = data.eval.select_columns(list(COLUMNS)) if len(data.eval) else None
-
-    resume_from = latest_checkpoint(run_dir) if recipe.train.resume else None
-    if resume_from:
-        printer(f"resuming from {resume_from}")
-    set_seed(recipe.train.seed)
-    model = load_model(recipe, weights_for_resume(checkpoint, resume_from, recipe))
-    check_vocab_fits(model, tokenizer, checkpoint.source)
     reference = None
     if recipe.method.peft == "none":
         # the starting checkpoint, also when resuming; TRL would reload model.name_or_path instead
@@ -117,10 +103,8 @@ def build_dpo_trainer(recipe: Recipe, run_dir: Path, printer=print) -> DpoSetup:
         peft_config=lora_config(recipe),
         callbacks=[progress],
     )
-    trainer.remove_callback(PrinterCallback)
-    if recipe.method.peft != "none":
-        printer(f"model: {check_adapted(trainer.model, recipe):,} trainable parameters (LoRA)")
-    return DpoSetup(trainer, tokenizer, checkpoint, data, progress, resume_from)
+    adopt_trainer(trainer, recipe, printer)
+    return DpoSetup(trainer, tokenizer, checkpoint, data, progress, inputs.resume_from)
 
 
 def train_dpo(recipe: Recipe, run_dir: Path, printer=print) -> DpoOutcome:
