@@ -45,7 +45,7 @@ from tune.config.schema import Recipe
 from tune.data import cache
 from tune.data.chat_masks import IGNORE_INDEX, TemplateMaskError, tokenize_rendered
 from tune.data.mixture import build_mixture
-from tune.data.prepare import TOKENIZE_BATCH, PreparedData, _convert, open_sources, source_key_parts
+from tune.data.prepare import TOKENIZE_BATCH, PreparedData, _convert, open_sources, render_or_refuse, source_key_parts
 from tune.data.records import Preference, record_key
 from tune.data.render import template_kwargs
 from tune.data.report import DataReport, DatasetStats
@@ -175,7 +175,7 @@ def _tokenize_all(tokenizer, rows, data, stats: list[DatasetStats], count: bool)
             continue
         samples[key] = None
         pending_keys.append(key)
-        pending.append(_render(tokenizer, record, data, stats[index].label))
+        pending.append(render_or_refuse(tokenizer, record, data, stats[index].label, render_pair, "a preference pair"))
         if len(pending_keys) == TOKENIZE_BATCH:
             flush()
     flush()
@@ -193,17 +193,6 @@ def _tokenize_all(tokenizer, rows, data, stats: list[DatasetStats], count: bool)
             stats[index].tokens += sample.tokens
             stats[index].supervised_tokens += sample.supervised_tokens
     return columns
-
-
-def _render(tokenizer, record: Preference, data, label: str):
-    try:
-        return render_pair(tokenizer, record, data)
-    except TemplateMaskError as err:
-        raise UserError(f"{label}: {err}") from None
-    except Exception as err:  # the template's own raise_exception checks
-        if type(err).__name__ != "TemplateError":
-            raise
-        raise UserError(f"{label}: the chat template refused a preference pair: {err}") from None
 
 
 def fit_pair(sample: PreferenceSample, data, stats: DatasetStats | None) -> PreferenceSample | None:

@@ -122,7 +122,7 @@ def _render_all(tokenizer, rows, data, stats: list[DatasetStats], count: bool) -
             continue
         labelled[key] = None
         pending_keys.append(key)
-        pending_texts.append(_render(tokenizer, record, data, stats[index].label))
+        pending_texts.append(render_or_refuse(tokenizer, record, data, stats[index].label))
         if len(pending_keys) == TOKENIZE_BATCH:
             labelled.update(zip(pending_keys, tokenize_texts(tokenizer, pending_texts, data)))
             pending_keys, pending_texts = [], []
@@ -142,15 +142,17 @@ def _render_all(tokenizer, rows, data, stats: list[DatasetStats], count: bool) -
     return columns
 
 
-def _render(tokenizer, record, data, label: str):
+def render_or_refuse(tokenizer, record, data, label: str, render=None, what: str = "a conversation"):
+    """``render(tokenizer, record, data)`` (default: SFT's render_text); a template that cannot be
+    masked or that raises its own exception becomes a UserError naming the dataset ``label``."""
     try:
-        return render_text(tokenizer, record, data)
+        return (render or render_text)(tokenizer, record, data)
     except TemplateMaskError as err:
         raise UserError(f"{label}: {err}") from None
     except Exception as err:  # the template's own raise_exception checks
         if type(err).__name__ != "TemplateError":
             raise
-        raise UserError(f"{label}: the chat template refused a conversation: {err}") from None
+        raise UserError(f"{label}: the chat template refused {what}: {err}") from None
 
 
 def _fit(sample: LabelledSample, data, stats: DatasetStats | None) -> LabelledSample | None:
