@@ -52,8 +52,16 @@ def test_truncation_that_leaves_no_answer_is_reported_not_trained(recipe, tiny_t
     assert stats.truncated == 1 and stats.dropped_unsupervised == 1 and stats.samples == 1
 
 
-def test_a_preference_card_in_an_sft_recipe_is_refused(recipe, tiny_tokenizer):
+def test_a_preference_card_in_an_sft_recipe_is_refused_at_load_with_its_key(recipe, recipe_error):
+    text = recipe_error(recipe, ["data.datasets.0.card=ac-self-inst", "data.datasets.0.path=null",
+                                 "data.datasets.0.use=samples"])
+    assert "data.datasets.0: card 'ac-self-inst' holds preference rows, and method `sft` trains on conversations" in text
+
+
+def test_preparation_refuses_a_preference_card_too(recipe, tiny_tokenizer):
+    """Code that builds a Recipe without load_recipe still cannot train SFT on preference rows."""
     loaded = load_recipe(recipe, ["data.datasets.0.card=ac-self-inst", "data.datasets.0.path=null",
-                                  "data.datasets.0.use=samples"])
+                                  "data.datasets.0.use=samples", "method.name=dpo"])
+    sft = loaded.recipe.model_copy(update={"method": loaded.recipe.method.model_copy(update={"name": "sft", "dpo": None})})
     with pytest.raises(UserError, match="holds preference rows"):
-        prepare_sft_data(loaded.recipe, tiny_tokenizer)
+        prepare_sft_data(sft, tiny_tokenizer)

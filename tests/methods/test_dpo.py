@@ -95,14 +95,15 @@ def test_moe_dpo_recipes_write_the_router_settings_out(name):
     assert (model.router_aux_loss_coef, model.output_router_logits) == (0.01, True)
 
 
-def test_sft_data_with_method_dpo_is_refused_naming_the_dataset(tmp_path):
-    loaded = load_recipe(RECIPES / "tiny/dpo.yaml", [
+def test_sft_data_with_method_dpo_is_refused_at_load_naming_the_dataset(tmp_path, recipe_error):
+    text = recipe_error(RECIPES / "tiny/dpo.yaml", [
         f"output.dir={tmp_path / 'run'}",
         "data.datasets=[{card: ac-self-inst, use: samples}, {card: oasst2-33k-ja, use: samples}]",
     ])
-    with pytest.raises(UserError, match=r"data\.datasets\.1: .*oasst2-33k-ja.* sft rows; method dpo trains on preference"):
-        run_recipe(loaded)
-    assert not (tmp_path / "run" / "manifest.json").exists()
+    assert text == ("command-line override `data.datasets=[{card: ac-self-inst, use: samples}, {card: oasst2-33k-ja, "
+                    "use: samples}]`: data.datasets.1: card 'oasst2-33k-ja' holds sft rows, and method `dpo` trains on "
+                    "preference pairs (preference cards, or `format: preference` files); expected a dataset of that kind, "
+                    "or another method.name")
 
 
 # ---- the trainer TRL builds (no training) ---------------------------------------------------------

@@ -6,7 +6,8 @@ the problems it found. A value of the wrong type is left alone: the schema repor
 
 - ``tune:REL`` names the file ``REL`` inside the tune package; it must exist.
 - ``data.datasets[].card`` must name a dataset card; an entry without ``share`` gets the card's
-  default weight (1 for a plain file) when it sets none, so the resolved recipe shows it.
+  default weight (1 for a plain file) when it sets none, so the resolved recipe shows it. Its rows
+  (the card's kind, or the format's) must be what ``method.name`` trains on.
 - Relative ``data.datasets[].path``, ``model.path`` and ``model.tokenizer`` are read from the
   folder of the file that wrote them (the current folder for overrides). Data paths must exist;
   ``model.path``/``model.tokenizer`` may live on another machine, so only their ``tune:`` form is checked.
@@ -85,11 +86,39 @@ def resolve_datasets(tree: dict, positions: PositionMap) -> list[Problem]:
             problem = _check_format(entry, f"data.datasets.{index}.format", positions)
         if problem is None:
             problem = _resolve_data_path(entry, f"data.datasets.{index}.path", positions)
+        if problem is None:
+            problem = _check_kind(entry, card, _method_name(tree), f"data.datasets.{index}", positions)
         if problem is not None:
             problems.append(problem)
         elif "share" not in entry or entry["share"] is None:
             entry.setdefault("weight", card.default_weight if card is not None else 1.0)
     return problems
+
+
+# The dataset kind each method trains on (cards' `kind`, converters' `kind`).
+METHOD_DATA_KINDS = {"sft": ("sft", "conversations (sft cards, or messages / llmjp4_sft / sharegpt / alpaca files)"),
+                     "dpo": ("preference", "preference pairs (preference cards, or `format: preference` files)")}
+
+
+def _method_name(tree: dict):
+    method = _section(tree, "method")
+    return method.get("name", "sft") if method is not None else "sft"
+
+
+def _check_kind(entry: dict, card, method, key: str, positions: PositionMap) -> Problem | None:
+    """A problem when the dataset holds rows of another kind than the method trains on."""
+    if method not in METHOD_DATA_KINDS:
+        return None  # an unknown method name: the schema reports it
+    from tune.data.converters import CONVERTERS
+
+    converter = entry.get("format") or "messages"
+    kind = card.kind if card is not None else getattr(CONVERTERS.get(converter), "kind", None)
+    wanted, what = METHOD_DATA_KINDS[method]
+    if kind is None or kind == wanted:
+        return None
+    name = f"card {card.name!r}" if card is not None else f"format {converter!r}"
+    return Problem(positions.key(key), key, f"{name} holds {kind} rows, and method `{method}` trains on {what}",
+                   "a dataset of that kind, or another method.name")
 
 
 def _check_card(entry: dict, key: str, positions: PositionMap):
