@@ -51,8 +51,8 @@ def scaled_sources(work: Path, scale: int) -> tuple[list[dict], list[list[dict]]
 
 
 def run_tune(entries, tokenizer_dir: Path, work: Path) -> tuple[float, int, object]:
-    from tune.config import load_recipe
-    from tune.data.prepare import prepare_sft_data
+    from tune.recipe import load_recipe
+    from tune.data.pipeline import prepare_data
 
     recipe_path = work / "bench.yaml"
     recipe_path.write_text(json.dumps({
@@ -63,7 +63,7 @@ def run_tune(entries, tokenizer_dir: Path, work: Path) -> tuple[float, int, obje
     recipe = load_recipe(recipe_path).recipe
     tokenizer = _tokenizer(tokenizer_dir)
     started = time.perf_counter()
-    prepared = prepare_sft_data(recipe, tokenizer)
+    prepared = prepare_data(recipe, tokenizer)
     seconds = time.perf_counter() - started
     return seconds, prepared.report.totals().rows_read, prepared.report
 

@@ -36,7 +36,7 @@ def build(preset: str, layers: int | None, liger: bool, device: str, dtype: str,
     from transformers import AutoConfig, AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from tune.config import load_recipe
+    from tune.recipe import load_recipe
     from tune.models.adapters import lora_config
     from tune.models.loading import router_overrides
     from tune.models.presets import get_preset
@@ -52,7 +52,7 @@ def build(preset: str, layers: int | None, liger: bool, device: str, dtype: str,
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     if liger:
-        from tune.models.liger import apply_liger
+        from tune.models.liger_patch import apply_liger
 
         apply_liger(model, recipe)
     if checkpointing:

@@ -22,14 +22,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def prepare(recipe_path: str, work: Path):
     """Resolve the recipe and write its tokenized samples for the baseline."""
-    from tune.config import load_recipe
-    from tune.data.prepare import prepare_sft_data
+    from tune.recipe import load_recipe
+    from tune.data.pipeline import prepare_data
     from tune.models.checkpoints import locate_checkpoint
     from tune.models.loading import load_tokenizer
 
     recipe = load_recipe(recipe_path).recipe
     checkpoint = locate_checkpoint(recipe.model)
-    data = prepare_sft_data(recipe, load_tokenizer(recipe, checkpoint))
+    data = prepare_data(recipe, load_tokenizer(recipe, checkpoint))
     rows = work / "prepared.jsonl"
     with open(rows, "w") as handle:
         for ids, labels in zip(data.train["input_ids"], data.train["labels"]):

@@ -71,7 +71,8 @@ def write_recipe(tmp_path):
 @pytest.fixture
 def recipe_error():
     """``recipe_error(path, overrides=())``: load a recipe that must fail; return the rendered error text."""
-    from tune.config import RecipeError, load_recipe
+    from tune.config import RecipeError
+    from tune.recipe import load_recipe
 
     def load(path, overrides=()) -> str:
         with pytest.raises(RecipeError) as info:

@@ -24,7 +24,7 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Validate the recipe (as ``validate`` does), then train it with ``tune.methods.run.run_recipe``."""
-    from tune.config import load_recipe
+    from tune.recipe import load_recipe
 
     loaded = load_recipe(args.recipe, args.overrides)
     from tune.methods.run import run_recipe
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Print the fully resolved recipe (YAML, or one JSON object with ``--json``) on stdout, and
     what it will do (LoRA targets and counts, memory, kernels: tune.plan) on stderr."""
-    from tune.config import load_recipe
+    from tune.recipe import load_recipe
 
     from tune.plan import plan_lines
 
@@ -83,7 +83,7 @@ def _description(name: str) -> str:
 def cmd_cp(args: argparse.Namespace) -> int:
     """Copy shipped recipe ``args.name`` to ``args.dest`` (a file, or an existing folder); never overwrites."""
     from tune.config.copying import portable_text
-    from tune.config.errors import closest
+    from tune.config.problems import closest
     from tune.resources import shipped_recipe_names, shipped_recipe_path
 
     source = shipped_recipe_path(args.name)
@@ -198,10 +198,10 @@ def _unknown_verb(argv: list[str]) -> str | None:
     """A message for a first argument that is no verb (with a suggestion), else None."""
     if not argv or argv[0].startswith("-") or argv[0] in VERBS:
         return None
-    import difflib
+    from tune.config.problems import closest
 
-    close = difflib.get_close_matches(argv[0], list(VERBS), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    close = closest(argv[0], VERBS)
+    hint = f" (did you mean '{close}'?)" if close else ""
     return f"tune: error: unknown command {argv[0]!r}; expected one of: {', '.join(VERBS)}{hint}"
 
 
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_verb(args: argparse.Namespace) -> int:
     """Call the verb; turn user mistakes and Ctrl-C into messages and exit codes."""
-    from tune.config.errors import RecipeError
+    from tune.config.problems import RecipeError
 
     try:
         return args.func(args)

@@ -65,10 +65,10 @@ def _show(args) -> int:
     from tune.data.cards import card_names, card_samples_path, load_card
 
     if args.name not in card_names():
-        import difflib
+        from tune.config.problems import closest
 
-        close = difflib.get_close_matches(args.name, card_names(), n=1)
-        raise UserError(f"no dataset card named {args.name!r}" + (f" (did you mean '{close[0]}'?)" if close else "")
+        close = closest(args.name, card_names())
+        raise UserError(f"no dataset card named {args.name!r}" + (f" (did you mean '{close}'?)" if close else "")
                         + "; `tune data ls` lists them")
     card = load_card(args.name)
     print(card_samples_path(card).parent.joinpath(f"{card.name}.yaml").read_text().rstrip())
@@ -120,8 +120,9 @@ def _print_marked(tokenizer, input_ids, labels) -> None:
 
 
 def _preview(args) -> int:
-    from tune.config import load_recipe
-    from tune.data.prepare import prepare_sft_data
+    from tune.recipe import load_recipe
+    from tune.data.conversation_samples import CONVERSATION_SAMPLES
+    from tune.data.pipeline import prepare_data
     from tune.data.preview import sample_record
     from tune.models.checkpoints import locate_checkpoint
     from tune.models.loading import load_tokenizer
@@ -129,7 +130,7 @@ def _preview(args) -> int:
     loaded = load_recipe(args.recipe, args.overrides)
     recipe = loaded.recipe
     tokenizer = load_tokenizer(recipe, locate_checkpoint(recipe.model))
-    prepared = prepare_sft_data(recipe, tokenizer)
+    prepared = prepare_data(recipe, tokenizer, CONVERSATION_SAMPLES)
     labels = [prepared.report.datasets[i].label for i in range(len(prepared.report.datasets))]
     shown = prepared.train.select(range(min(args.n, len(prepared.train))))
     if args.json:

@@ -4,7 +4,7 @@ Pure python (no torch): each line comes from the preset's architecture or a loca
 config.json, so `tune validate` stays instant. One function per topic, each in the module that
 owns the fact:
     LoRA targets and trainable parameters     tune.models.adapters.lora_plan
-    Liger kernels and the loss head           tune.models.liger_support.liger_plan
+    Liger kernels and the loss head           tune.models.liger_kernels.liger_plan
     Memory: weights by storage, LoRA, states  tune.models.memory.memory_plan
 """
 
@@ -16,7 +16,7 @@ from tune.config.schema import Recipe
 def plan_lines(recipe: Recipe) -> list[str]:
     """Every plan line for ``recipe``, in a fixed order (empty topics print nothing)."""
     from tune.models.adapters import lora_plan
-    from tune.models.liger_support import liger_plan
+    from tune.models.liger_kernels import liger_plan
     from tune.models.memory import memory_plan
 
     lines: list[str] = []

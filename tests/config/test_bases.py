@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from tune.config import RecipeError, load_recipe
+from tune.config import RecipeError
+from tune.recipe import load_recipe
 from tune.config.bases import load_with_bases
 
 PARENT = """\

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tune.config import RecipeError, load_recipe
-from tune.config.errors import Problem
+from tune.config import RecipeError
+from tune.recipe import load_recipe
+from tune.config.problems import Problem
 from tune.config.positions import Position
 
 VALID_HEAD = """\

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.config.overrides import parse_overrides
 
 RECIPE = "model:\n  name: tiny-llm-jp-4-8b\ndata:\n  datasets:\n    - path: tune:samples/demo-chat.jsonl\n"

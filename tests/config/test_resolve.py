@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import tune
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.resources import resolve_tune_path, shipped_recipes_dir
 
 DATA = "data:\n  datasets:\n    - path: tune:samples/demo-chat.jsonl\n"

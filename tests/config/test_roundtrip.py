@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "recipes").rglob("*.yaml"))

@@ -5,9 +5,8 @@ import json
 
 import pytest
 
-from tune.config import load_recipe
-from tune.data import prepare as prepare_module
-from tune.data.prepare import prepare_sft_data
+from tune.recipe import load_recipe
+from tune.data.pipeline import prepare_data
 
 ROWS = [
     {"messages": [{"role": "user", "content": f"質問 {i}"}, {"role": "assistant", "content": f"答え {i}"}]}
@@ -28,7 +27,7 @@ def setup(tmp_path, monkeypatch, tiny_tokenizer):
     )
 
     def prepared(*overrides, tokenizer=tiny_tokenizer):
-        return prepare_sft_data(load_recipe(recipe, list(overrides)).recipe, tokenizer)
+        return prepare_data(load_recipe(recipe, list(overrides)).recipe, tokenizer)
 
     return prepared, data
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from tune.data.cards import Card, CardError, card_names, card_samples_path, cards_dir, load_card
-from tune.data.converters.apply import convert_file
 from tune.data.records import Conversation, Preference, record_key, record_kind
 from tune.resources import shipped_cards_dir
+from tests.data.converting import convert_dataset
 
 LLMJP4_SUBSETS = {
     "daring_anteater", "flan", "jaster_v1.4.1", "llmjp_extraction_wiki_ja_v0.1", "llmjp_extraction_wiki_ja_v0.2",
@@ -26,8 +26,9 @@ def raw_rows(card):
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def converted(card):
-    return convert_file(card_samples_path(card), card.source.converter, card.source.fields)
+def converted(card, folder):
+    """The card's sample records, converted as preparation converts them, and the dataset's stats."""
+    return convert_dataset({"card": card.name, "use": "samples"}, folder)
 
 
 def is_edge_case(card, raw, record) -> bool:
@@ -77,31 +78,31 @@ def test_card_validates_and_matches_its_file(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_samples_convert_cleanly_to_the_cards_kind(name):
+def test_samples_convert_cleanly_to_the_cards_kind(name, tmp_path):
     card = load_card(name)
     rows = raw_rows(card)
     assert len(rows) >= 3
-    result = converted(card)
-    assert result.bad.total == 0, result.bad.lines()
-    assert len(result.records) == len(rows)
-    assert {record_kind(record) for _, record in result.records} == {card.kind}
-    assert len({record_key(record) for _, record in result.records}) == len(rows), "duplicate sample rows"
+    records, stats = converted(card, tmp_path)
+    assert not stats.bad_rows, stats.bad_examples
+    assert len(records) == len(rows) == stats.rows_read
+    assert {record_kind(record) for record in records} == {card.kind}
+    assert len({record_key(record) for record in records}) == len(rows), "duplicate sample rows"
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_samples_include_an_edge_case(name):
+def test_samples_include_an_edge_case(name, tmp_path):
     card = load_card(name)
     rows = raw_rows(card)
-    records = [record for _, record in converted(card).records]
+    records, _ = converted(card, tmp_path)
     assert any(is_edge_case(card, raw, record) for raw, record in zip(rows, records))
 
 
-def test_llmjp4_samples_carry_thinking_and_reasoning_effort():
+def test_llmjp4_samples_carry_thinking_and_reasoning_effort(tmp_path):
     for name in NAMES:
         card = load_card(name)
         if card.source.converter != "llmjp4_sft":
             continue
-        records = [record for _, record in converted(card).records]
+        records, _ = converted(card, tmp_path / name)
         assert all(r.reasoning_effort in ("low", "medium", "high") for r in records), name
         assert all(any("thinking" in m for m in r.messages) for r in records), name
 
@@ -113,9 +114,9 @@ def rendered_conversations(record):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_samples_render_with_the_chat_template(name, tiny_tokenizer):
+def test_samples_render_with_the_chat_template(name, tiny_tokenizer, tmp_path):
     card = load_card(name)
-    for _, record in converted(card).records:
+    for record in converted(card, tmp_path)[0]:
         effort = getattr(record, "reasoning_effort", None) or "medium"
         for messages in rendered_conversations(record):
             text = tiny_tokenizer.apply_chat_template(messages, tokenize=False, conversation_start_date="2025-01-01",

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tune.data.converters import CONVERTERS, get_converter
-from tune.data.converters.apply import BadRowError, convert_file
 from tune.data.records import BadRow, Conversation, Preference, Text
 from tune.data.rows import UnreadableFile, read_rows, row_location
 from tune.errors import UserError
+from tests.data.converting import convert_dataset
 
 
 def convert(name, row, fields=None):
@@ -400,35 +400,31 @@ def alpaca_file(tmp_path):
     return path
 
 
-def test_convert_file_skips_counts_and_reports_bad_rows(alpaca_file):
-    result = convert_file(alpaca_file, "alpaca", max_examples=1)
-    assert [index for index, _ in result.records] == [0, 5]
-    assert result.rows_read == 6
-    assert dict(result.bad.counts) == {"missing_field": 2, "invalid_json": 1, "empty_assistant": 1}
-    assert result.bad.total == 4
-    lines = result.bad.lines()
-    assert lines[0] == "4 bad rows skipped"
-    assert lines[1] == "  missing_field: 2"
-    assert lines[2] == f"    e.g. {alpaca_file}:line 2: `output` is missing"
-    assert len(result.bad.examples["missing_field"]) == 1
+def test_converting_skips_counts_and_reports_bad_rows(alpaca_file, tmp_path):
+    records, stats = convert_dataset({"path": str(alpaca_file), "format": "alpaca"}, tmp_path)
+    rows = [json.loads(line) for line in alpaca_file.read_text().splitlines() if line.startswith("{")]
+    assert records == [convert("alpaca", rows[0]), convert("alpaca", rows[4])]  # lines 1 and 6
+    assert stats.rows_read == 6
+    assert dict(stats.bad_rows) == {"missing_field": 2, "invalid_json": 1, "empty_assistant": 1}
+    assert sum(stats.bad_rows.values()) == 4
+    assert stats.bad_examples["missing_field"][0] == f"{alpaca_file}:line 2: `output` is missing"
+    assert len(stats.bad_examples["missing_field"]) == 2
+    from tune.data.report import DataReport
+
+    lines = DataReport([stats]).lines()
+    assert f"  bad rows (missing_field): 2, e.g. {alpaca_file}:line 2: `output` is missing" in lines
 
 
-def test_convert_file_error_mode_stops_at_the_first_bad_row_with_its_location(alpaca_file):
-    with pytest.raises(BadRowError) as caught:
-        convert_file(alpaca_file, "alpaca", on_bad_row="error")
-    assert caught.value.location == f"{alpaca_file}:line 2"
-    assert caught.value.bad.reason == "missing_field"
-    assert "line 2: missing_field: `output` is missing" in str(caught.value)
+def test_converting_in_error_mode_stops_at_the_first_bad_row_with_its_location(alpaca_file, tmp_path):
+    with pytest.raises(UserError) as caught:
+        convert_dataset({"path": str(alpaca_file), "format": "alpaca"}, tmp_path, on_bad_row="error")
+    assert str(caught.value).startswith(f"{alpaca_file}:line 2: bad row (missing_field): `output` is missing")
 
 
-def test_convert_file_refuses_an_unknown_policy(alpaca_file):
-    with pytest.raises(ValueError, match="on_bad_row"):
-        convert_file(alpaca_file, "alpaca", on_bad_row="ignore")
+def test_an_unknown_bad_row_policy_is_refused():
+    from pydantic import ValidationError
 
+    from tune.config.schema import DataSection
 
-def test_tallies_merge_within_the_example_limit(alpaca_file):
-    first = convert_file(alpaca_file, "alpaca", max_examples=2)
-    second = convert_file(alpaca_file, "alpaca", max_examples=2)
-    first.bad.merge(second.bad)
-    assert first.bad.counts["missing_field"] == 4
-    assert len(first.bad.examples["missing_field"]) == 2
+    with pytest.raises(ValidationError, match="on_bad_row"):
+        DataSection(datasets=[{"path": "x.jsonl"}], on_bad_row="ignore")

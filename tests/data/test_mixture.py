@@ -1,12 +1,14 @@
 """Mixtures: weights and shares, dedup, max_rows, eval hold-out before upsampling, determinism."""
 
 from collections import Counter
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from tune.config.schema import DataSection
 from tune.data.mixture import build_mixture
-from tune.data.records import Conversation, record_key
+from tune.data.records import Conversation, record_digest, record_key
 from tune.data.report import DatasetStats
 
 
@@ -19,8 +21,12 @@ def data(*entries, **options) -> DataSection:
 
 
 def mix(records, section, seed=0):
+    """The mixture of ``records[i]`` (dataset i's rows), with its train / eval lists as (dataset, record)."""
     stats = [DatasetStats(f"d{i}") for i in range(len(records))]
-    return build_mixture(records, stats, section, seed), stats
+    keys = [np.frombuffer(b"".join(record_digest(r) for r in rows), dtype="V16") for rows in records]
+    mixture = build_mixture(keys, stats, section, seed)
+    chosen = {name: [(i, records[i][row]) for i, row in mixture.pairs(getattr(mixture, name))] for name in ("train", "eval")}
+    return SimpleNamespace(**chosen), stats
 
 
 def test_upsampling_factors_repeat_rows_and_draw_the_fraction():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tune.config import load_recipe
-from tune.data.prepare import prepare_sft_data
+from tune.recipe import load_recipe
+from tune.data.pipeline import prepare_data
 from tune.errors import UserError
 
 GOOD = {"messages": [{"role": "user", "content": "こんにちは"}, {"role": "assistant", "content": "こんにちは！"}]}
@@ -30,7 +30,7 @@ def recipe(tmp_path, monkeypatch):
 
 
 def test_bad_rows_are_skipped_counted_by_reason_with_locations(recipe, tiny_tokenizer):
-    prepared = prepare_sft_data(load_recipe(recipe).recipe, tiny_tokenizer)
+    prepared = prepare_data(load_recipe(recipe).recipe, tiny_tokenizer)
     stats = prepared.report.datasets[0]
     assert stats.rows_read == 6 and stats.samples == 1
     assert dict(stats.bad_rows) == {"invalid_json": 1, "empty_assistant": 1, "thinking_not_assistant": 1,
@@ -43,11 +43,11 @@ def test_bad_rows_are_skipped_counted_by_reason_with_locations(recipe, tiny_toke
 
 def test_on_bad_row_error_stops_at_the_first_with_its_location(recipe, tiny_tokenizer):
     with pytest.raises(UserError, match=r"rows\.jsonl:line 2: bad row \(invalid_json\)"):
-        prepare_sft_data(load_recipe(recipe, ["data.on_bad_row=error"]).recipe, tiny_tokenizer)
+        prepare_data(load_recipe(recipe, ["data.on_bad_row=error"]).recipe, tiny_tokenizer)
 
 
 def test_truncation_that_leaves_no_answer_is_reported_not_trained(recipe, tiny_tokenizer):
-    prepared = prepare_sft_data(load_recipe(recipe, ["data.overlong=truncate"]).recipe, tiny_tokenizer)
+    prepared = prepare_data(load_recipe(recipe, ["data.overlong=truncate"]).recipe, tiny_tokenizer)
     stats = prepared.report.datasets[0]
     assert stats.truncated == 1 and stats.dropped_unsupervised == 1 and stats.samples == 1
 
@@ -64,4 +64,4 @@ def test_preparation_refuses_a_preference_card_too(recipe, tiny_tokenizer):
                                   "data.datasets.0.use=samples", "method.name=dpo"])
     sft = loaded.recipe.model_copy(update={"method": loaded.recipe.method.model_copy(update={"name": "sft", "dpo": None})})
     with pytest.raises(UserError, match="holds preference rows"):
-        prepare_sft_data(sft, tiny_tokenizer)
+        prepare_data(sft, tiny_tokenizer)

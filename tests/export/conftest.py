@@ -15,7 +15,7 @@ PINNED_DATE, PINNED_EFFORT = "2025-01-15", "high"
 
 
 def train(folder: Path, recipe: str, *overrides: str) -> Path:
-    from tune.config import load_recipe
+    from tune.recipe import load_recipe
     from tune.methods.run import run_recipe
 
     loaded = load_recipe(recipe, [

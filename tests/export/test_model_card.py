@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.data.cards import load_card
 from tune.export.model_card import render_card
 from tune.export.run_folder import read_run

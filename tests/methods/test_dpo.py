@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.config.schema import DPO_LOSS_TYPES
 from tune.errors import UserError
 from tune.methods.run import run_recipe
@@ -120,7 +120,7 @@ def _models_alive() -> int:
 def test_trl_scores_exactly_our_answer_tokens_and_lora_keeps_no_reference_copy(tmp_path):
     from trl import DPOTrainer
 
-    from tune.data.preference import COLUMNS
+    from tune.data.preference_samples import COLUMNS
     from tune.methods.dpo import build_dpo_trainer
 
     before = _models_alive()
@@ -129,7 +129,7 @@ def test_trl_scores_exactly_our_answer_tokens_and_lora_keeps_no_reference_copy(t
     assert trainer.ref_model is None and _models_alive() - before == 1  # reference = adapters disabled
 
     # TRL keeps our pre-tokenized rows as they are ...
-    given = setup.data.train.select_columns(list(COLUMNS))
+    given = setup.inputs.data.train.select_columns(list(COLUMNS))
     assert trainer.train_dataset.column_names == list(COLUMNS) and trainer.train_dataset[:] == given[:]
     # ... and its collator's completion mask covers exactly chosen_ids / rejected_ids
     rows = [trainer.train_dataset[i] for i in range(4)]
@@ -144,7 +144,7 @@ def test_trl_scores_exactly_our_answer_tokens_and_lora_keeps_no_reference_copy(t
 
     # pin: TRL's own preparation still cannot take pre-tokenized pairs (drop the override when it can)
     with pytest.raises(KeyError):
-        DPOTrainer._prepare_dataset(trainer, given, setup.tokenizer, trainer.args, "train")
+        DPOTrainer._prepare_dataset(trainer, given, setup.inputs.tokenizer, trainer.args, "train")
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.methods.run import run_recipe
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.methods.run import run_recipe
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.methods.run import run_recipe
 
 REPO = Path(__file__).resolve().parents[2]

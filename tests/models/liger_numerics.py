@@ -15,7 +15,7 @@ do (``add_fused_lm_head``, ``fused_lm_head=True``; on MoE the router aux loss is
 backpropagates, and writes losses, the largest gradient differences and which Liger modules ran.
 Twins load through tune.models.loading.load_model (the production path, `model.liger` on/off);
 real presets (``--layers N``) are built from the preset config with N layers and random weights,
-and the Liger twin is a deep copy patched by tune.models.liger.apply_liger.
+and the Liger twin is a deep copy patched by tune.models.liger_patch.apply_liger.
 
 Under ``TRITON_INTERPRET=1`` (CPU), ``apply_interpreter_shim`` closes two gaps of Triton 3.9's
 interpreter that Liger's kernels hit (TEST-ONLY; nothing in tune uses it):
@@ -104,7 +104,7 @@ def make_batch(vocab: int, device: str):
 
 
 def recipe_for(preset: str, peft: str, liger: bool):
-    from tune.config import load_recipe
+    from tune.recipe import load_recipe
 
     overrides = [f"model.name={preset}", f"model.liger={str(liger).lower()}", "output.dir=/tmp/liger-numerics-unused"]
     return load_recipe("tiny/sft-lora" if peft == "lora" else "tiny/sft-full", overrides).recipe
@@ -135,7 +135,7 @@ def build_model(recipe, args, reference=None):
     else:
         model = copy.deepcopy(reference)
         if recipe.model.liger:
-            from tune.models.liger import apply_liger
+            from tune.models.liger_patch import apply_liger
 
             apply_liger(model, recipe)
     return model.to(device=args.device, dtype=getattr(torch, args.dtype))
@@ -242,7 +242,7 @@ def main() -> None:
     import transformers.models.qwen3_moe.modeling_qwen3_moe as modeling_qwen3_moe
     from liger_kernel.transformers.rope import liger_rotary_pos_emb
 
-    from tune.models.liger import liger_modules
+    from tune.models.liger_patch import liger_modules
 
     calls = count_kernel_calls()
     for mode in modes:

@@ -5,8 +5,9 @@ import torch
 from peft import get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from tune.config import load_recipe
-from tune.models.adapters import check_adapted, lora_config, lora_plan, parameter_count, resolve_lora_targets
+from tune.recipe import load_recipe
+from tune.models.adapters import check_adapted, lora_config, lora_plan, resolve_lora_targets
+from tune.models.shapes import parameter_count
 from tune.models.presets import PRESETS, get_preset
 from tune.models.tiny_twins import ensure_twin
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.errors import UserError
 from tune.models.checkpoints import Checkpoint, locate_checkpoint
 from tune.models.loading import load_tokenizer

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tune.cli import main
-from tune.config import load_recipe
-from tune.models.liger_support import liger_plan
+from tune.recipe import load_recipe
+from tune.models.liger_kernels import liger_plan
 from tune.models.presets import get_preset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -160,7 +160,7 @@ def test_apply_liger_refuses_a_loaded_model_of_another_architecture(monkeypatch)
     from transformers import MistralConfig, MistralForCausalLM
 
     from tune.errors import UserError
-    from tune.models.liger import apply_liger
+    from tune.models.liger_patch import apply_liger
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")  # past the GPU check; nothing is patched before the refusal
     model = MistralForCausalLM(MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,

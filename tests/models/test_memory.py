@@ -2,7 +2,7 @@
 
 import pytest
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.models.memory import GIB, memory_estimate, memory_plan
 
 
@@ -65,7 +65,7 @@ def test_validate_prints_the_memory_plan_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from tune.config import load_recipe; from tune.plan import plan_lines; "
+    code = ("import sys; from tune.recipe import load_recipe; from tune.plan import plan_lines; "
             "lines = plan_lines(load_recipe('llm-jp-4-32b-a3b/qlora').recipe); "
             "assert 'torch' not in sys.modules; print(*[l for l in lines if l.startswith('memory')], sep='\\n')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -4,7 +4,7 @@ on both tiny twins: what is stored in 4 bits, the AVX512-BF16 trap and its guard
 import pytest
 import torch
 
-from tune.config import load_recipe
+from tune.recipe import load_recipe
 from tune.models.adapters import lora_config
 from tune.models.checkpoints import locate_checkpoint
 from tune.models.loading import load_model

@@ -1,10 +1,12 @@
-"""Recipes: the schema, YAML loading with positions, ``base:`` chains, overrides and errors.
+"""Recipes, the ground floor: the schema, YAML reading with positions, ``base:`` chains, overrides, errors.
 
-Imports pydantic and PyYAML only (no torch), so ``tune validate`` stays instant.
+Imports pydantic, PyYAML, the standard library and tune's ground modules (``tune.errors``,
+``tune.resources``) only: no torch and no other room of tune, so every room may import it and
+``tune validate`` stays instant. ``tune.recipe.load_recipe`` puts these pieces together with the
+checks that need presets, dataset cards or the architecture.
 """
 
-from tune.config.errors import Problem, RecipeError
-from tune.config.loaded import LoadedRecipe
-from tune.config.loader import load_recipe
+from tune.config.loaded_recipe import LoadedRecipe
+from tune.config.problems import Problem, RecipeError
 
-__all__ = ["LoadedRecipe", "Problem", "RecipeError", "load_recipe"]
+__all__ = ["LoadedRecipe", "Problem", "RecipeError"]

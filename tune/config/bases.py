@@ -1,7 +1,7 @@
 """Finding recipe files and following ``base:`` chains.
 
 A recipe may start with ``base: other.yaml``: the other recipe is loaded first and this one is
-deep-merged over it (see ``tune.config.merge``). ``other.yaml`` is read relative to the folder of
+deep-merged over it (see ``tune.config.deep_merge``). ``other.yaml`` is read relative to the folder of
 the recipe that names it; when no such file exists there, it may name a shipped recipe
 (``tiny/sft-lora`` or ``tiny/sft-lora.yaml``). Chains are allowed; a chain that comes back to a
 recipe already in it is refused.
@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tune.config.errors import Problem, RecipeError, closest
-from tune.config.merge import deep_merge
+from tune.config.problems import Problem, RecipeError, closest
+from tune.config.deep_merge import deep_merge
 from tune.config.positions import Position, PositionMap
 from tune.config.yaml_positions import display_path, read_yaml_file
 from tune.resources import shipped_recipe_names, shipped_recipe_path

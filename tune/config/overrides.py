@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tune.config.errors import Problem
+from tune.config.problems import Problem
 from tune.config.positions import Position, PositionMap, join
 from tune.config.yaml_positions import parse_scalar_text
 

@@ -6,20 +6,19 @@ value LLM-jp published for LLM-jp-4, where that value comes from (``shared/docs/
 summarises the sources: the LLM-jp-4 8B NeMo tuning recipe, the model cards).
 
 This module imports pydantic only: ``tune validate`` must stay instant (no torch).
-Checks that need the file system or the preset registry live in ``tune.config.checks``.
+Paths are resolved in ``tune.config.paths``; checks that need the preset registry, the dataset cards
+or the architecture live one room up, in ``tune.recipe``.
 """
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, ClassVar, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 LLMJP_SFT = "LLM-jp-4 8B SFT recipe (NeMo), published by LLM-jp"
 LLMJP_LORA = "LLM-jp's earlier LoRA recipes (llm-jp-sft)"
 LLMJP_DPO = "LLM-jp-4 8B DPO recipe (NeMo), published by LLM-jp"
-# Learning rates a method starts from when the recipe names none: (peak, end of cosine).
-METHOD_LRS = {"sft": (2e-5, 2e-6), "dpo": (9e-7, 5e-7)}
 
 
 class Section(BaseModel):
@@ -168,11 +167,15 @@ class DpoSection(Section):
 
 
 class MethodSection(Section):
-    name: Literal["sft", "dpo", "cpt"] = Field(
-        default="sft",
-        description="Training method: `sft` (supervised fine-tuning on conversations) or `dpo` "
-        "(preference optimisation on chosen/rejected pairs). Default `sft`. `cpt` is reserved.",
-    )
+    """What every method section holds: which weights train (`peft`) and the adapter settings.
+
+    Each method is one subclass below, with its own `name` literal, its own keys and its default
+    learning rates (``DEFAULT_LR`` / ``DEFAULT_MIN_LR``: what `train.lr` / `train.min_lr` become when
+    the recipe names none, with their source). ``Method`` is their union, told apart by `name`;
+    ``tune.config.methods.METHODS`` gives each its data kind and training function.
+    """
+
+    name: str = Field(description="Training method (each method section fixes its own).")
     peft: Literal["none", "lora", "qlora"] = Field(
         default="none",
         description="Parameter-efficient method: `none` trains every weight, `lora` trains low-rank "
@@ -185,27 +188,75 @@ class MethodSection(Section):
     qlora: QLoraSection | None = Field(
         default=None, description="4-bit base settings, used when `peft: qlora`. Default: the QLoraSection defaults."
     )
-    dpo: DpoSection | None = Field(
-        default=None, description="DPO settings, used when `name: dpo`. Default: the DpoSection defaults."
-    )
+
+    DEFAULT_LR: ClassVar[float]
+    DEFAULT_MIN_LR: ClassVar[float]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _forget_other_methods_unset_sections(cls, data):
+        """A section of another method written as null means "unset": resolved recipes of older tune
+        versions wrote every method's section (`dpo: null` on an SFT run), and they must still load."""
+        if isinstance(data, dict):
+            own = set(cls.model_fields)
+            others = {key for method in METHOD_SECTIONS for key in method.model_fields} - own
+            data = {key: value for key, value in data.items() if not (key in others and value is None)}
+        return data
 
     @model_validator(mode="after")
     def _sections_match_choices(self) -> "MethodSection":
-        if self.name == "cpt":
-            raise ValueError("method `cpt` is reserved and not implemented yet; use `sft` or `dpo`")
         if self.lora is not None and self.peft == "none":
             raise ValueError("`method.lora` is set but `method.peft` is `none`; set `method.peft: lora` or drop `lora`")
         if self.qlora is not None and self.peft != "qlora":
             raise ValueError("`method.qlora` is set but `method.peft` is not `qlora`; set it or drop `qlora`")
-        if self.dpo is not None and self.name != "dpo":
-            raise ValueError("`method.dpo` is set but `method.name` is not `dpo`; set it or drop `dpo`")
         if self.peft in ("lora", "qlora") and self.lora is None:
             self.lora = LoraSection()
         if self.peft == "qlora" and self.qlora is None:
             self.qlora = QLoraSection()
-        if self.name == "dpo" and self.dpo is None:
-            self.dpo = DpoSection()
         return self
+
+
+class SftMethod(MethodSection):
+    name: Literal["sft"] = Field(
+        default="sft",
+        description="`sft`: supervised fine-tuning on conversations, loss on the assistant's tokens. "
+        "The default method when `method.name` is not written.",
+    )
+
+    DEFAULT_LR: ClassVar[float] = 2e-5  # LLMJP_SFT: lr 2e-5
+    DEFAULT_MIN_LR: ClassVar[float] = 2e-6  # LLMJP_SFT: cosine to 2e-6
+
+
+class DpoMethod(MethodSection):
+    name: Literal["dpo"] = Field(description="`dpo`: direct preference optimisation on chosen/rejected pairs.")
+    dpo: DpoSection = Field(
+        default_factory=DpoSection, description="DPO settings. Default: the DpoSection defaults."
+    )
+
+    DEFAULT_LR: ClassVar[float] = 9e-7  # LLMJP_DPO: lr 9e-7
+    DEFAULT_MIN_LR: ClassVar[float] = 5e-7  # LLMJP_DPO: to 5e-7
+
+
+# Every method section, by name. Adding a method: one class above, one entry here, one row in
+# tune.config.methods.METHODS and one module in tune.methods.
+METHOD_SECTIONS: tuple[type[MethodSection], ...] = (SftMethod, DpoMethod)
+METHOD_NAMES: tuple[str, ...] = tuple(get_args(cls.model_fields["name"].annotation)[0] for cls in METHOD_SECTIONS)
+
+
+def _method_tag(value) -> str | None:
+    """The method a `method` section names: its `name` (`sft` when unwritten), None when it names
+    none of METHOD_NAMES or is not a mapping (the error then says so)."""
+    if isinstance(value, dict):
+        name = value.get("name", "sft")
+    else:
+        name = getattr(value, "name", None)
+    return name if isinstance(name, str) and name in METHOD_NAMES else None
+
+
+Method = Annotated[
+    Union[tuple(Annotated[cls, Tag(name)] for cls, name in zip(METHOD_SECTIONS, METHOD_NAMES))],  # noqa: UP007
+    Discriminator(_method_tag, custom_error_type="method_choice", custom_error_message="no such method"),
+]
 
 
 class DatasetEntry(Section):
@@ -334,6 +385,13 @@ class DataSection(Section):
         description="Reuse prepared data from `$TUNE_CACHE/data` when the data, tokenizer, template "
         "and options are the same. Default true.",
     )
+    num_proc: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="Processes that render and tokenize samples while preparing data. The prepared data "
+        "is byte-identical whatever the number (it is not part of the cache key). Default 1.",
+    )
 
     @model_validator(mode="after")
     def _shares_all_or_none(self) -> "DataSection":
@@ -445,7 +503,7 @@ class Recipe(Section):
 
     description: str = Field(default="", description="One line saying what the recipe does (shown by `tune ls`).")
     model: ModelSection
-    method: MethodSection = Field(default_factory=MethodSection)
+    method: Method = Field(default_factory=SftMethod, description="The training method. Default: `sft` with its defaults.")
     data: DataSection
     train: TrainSection = Field(default_factory=TrainSection)
     output: OutputSection = Field(default_factory=OutputSection)
@@ -455,11 +513,10 @@ class Recipe(Section):
     @model_validator(mode="after")
     def _method_learning_rates(self) -> "Recipe":
         """Fill `train.lr` / `train.min_lr` with the method's published values when unset."""
-        peak, end = METHOD_LRS.get(self.method.name, METHOD_LRS["sft"])
         if self.train.lr is None:
-            self.train.lr = peak
+            self.train.lr = self.method.DEFAULT_LR
         if self.train.min_lr is None:
-            self.train.min_lr = min(end, self.train.lr)
+            self.train.min_lr = min(self.method.DEFAULT_MIN_LR, self.train.lr)
         if self.train.min_lr > self.train.lr:
             raise ValueError(f"`train.min_lr` ({self.train.min_lr}) is above `train.lr` ({self.train.lr}); it must not be")
         return self

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import types
 from dataclasses import dataclass
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Tag
 
 from tune.config.schema import Recipe
 
@@ -43,7 +43,10 @@ def locate(loc: tuple[str | int, ...], root: type[BaseModel] = Recipe) -> Locate
     union_path = union_annotation = None
     for item in loc:
         model = as_model(annotation)
-        if isinstance(item, int):
+        tagged = tagged_arm(annotation, item)
+        if tagged is not None:  # a discriminated union names the arm it validated against: not a key
+            annotation = tagged
+        elif isinstance(item, int):
             parts.append(str(item))
             annotation = list_item(annotation)
         elif model is not None:
@@ -61,10 +64,26 @@ def locate(loc: tuple[str | int, ...], root: type[BaseModel] = Recipe) -> Locate
 
 
 def arms(annotation: Any) -> tuple[Any, ...]:
-    """The alternatives of a union (``X | Y``, ``Optional[X]``), or the annotation alone."""
+    """The alternatives of a union (``X | Y``, ``Optional[X]``, a tagged union's classes), or the annotation alone."""
     if get_origin(annotation) in (Union, types.UnionType):
-        return get_args(annotation)
-    return (annotation,)
+        return tuple(_untagged(arm) for arm in get_args(annotation))
+    return (_untagged(annotation),)
+
+
+def _untagged(annotation: Any) -> Any:
+    return get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+
+
+def tagged_arm(annotation: Any, item: Any) -> Any:
+    """The class of the discriminated-union arm tagged ``item`` (``method`` -> ``dpo`` -> DpoMethod), else None."""
+    if get_origin(annotation) not in (Union, types.UnionType):
+        return None
+    for arm in get_args(annotation):
+        if get_origin(arm) is Annotated:
+            cls, *metadata = get_args(arm)
+            if any(isinstance(m, Tag) and m.tag == item for m in metadata):
+                return cls
+    return None
 
 
 def is_union(annotation: Any) -> bool:
@@ -110,7 +129,7 @@ def describe(annotation: Any, path: str = "") -> str:
             words.append(f"a mapping (the `{path}` section)" if path else "a mapping of keys")
         else:
             words.append(_WORDS.get(arm, "a value"))
-    return " or ".join(words)
+    return " or ".join(dict.fromkeys(words))
 
 
 def _describe_list(item: Any) -> str:

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tune.config.errors import Problem, closest, one_of
+from tune.config.problems import Problem, closest, one_of
 from tune.config.positions import PositionMap, parent
-from tune.config.schema import Recipe
+from tune.config.schema import METHOD_NAMES, Recipe
 from tune.config.schema_info import Located, describe, field_names, literal_choices, locate, number_word
 
 _BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="), "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
@@ -51,6 +51,8 @@ def problems_from(exc: ValidationError, tree: dict, positions: PositionMap) -> l
 def _problem(error: dict, located: Located, positions: PositionMap) -> Problem:
     kind, ctx, value, path = error["type"], error.get("ctx") or {}, error.get("input"), located.path
     at_value = positions.value(path)
+    if kind == "method_choice":
+        return _method_problem(value, path, positions)
     if kind == "extra_forbidden":
         names = field_names(located.section) if located.section else []
         section, suggestion = parent(path), closest(path.rpartition(".")[2], names)
@@ -77,6 +79,14 @@ def _problem(error: dict, located: Located, positions: PositionMap) -> Problem:
     if located.annotation is not None and (kind.endswith(("_type", "_parsing")) or kind in ("int_from_float", "bool_parsing")):
         return Problem(at_value, path, f"wrong type: got {show(value)}", describe(located.annotation, path))
     return Problem(at_value, path or None, f"invalid value {show(value)}: {error['msg'].lower()}")
+
+
+def _method_problem(value: Any, path: str, positions: PositionMap) -> Problem:
+    """A `method` section that is no mapping, or names no method tune has."""
+    if not isinstance(value, dict):
+        return Problem(positions.value(path), path, f"wrong type: got {show(value)}", f"a mapping (the `{path}` section)")
+    name, key = value.get("name"), f"{path}.name"
+    return Problem(positions.value(key), key, f"invalid choice {show(name)}", one_of(METHOD_NAMES), closest(name, METHOD_NAMES))
 
 
 def _union_problem(located: Located, tree: dict, positions: PositionMap) -> Problem:

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from tune.config.errors import Problem, RecipeError
+from tune.config.problems import Problem, RecipeError
 from tune.config.positions import Position, PositionMap, join
 
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"

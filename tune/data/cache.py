@@ -1,32 +1,44 @@
 """The prepared-data cache: tokenized samples keyed by everything that shapes them, and nothing else.
 
 The key covers: each dataset's source (card identity and revision, or file contents), converter
-name + version + field mapping, the tokenizer (its full definition and chat template), every
-`data` option (template, render options, max_seq_len, packing, weights, eval split, ...), the
-seed, and this pipeline's version. It does not cover where the run writes (`output.dir`), the
-recipe's file name, or the paths under which the same files are found.
+name + version + field mapping, the sample builder (its kind and version), the tokenizer (its
+full definition and chat template), every `data` option that shapes samples (template, render
+options, max_seq_len, packing, weights, eval split, ...), the seed, and this pipeline's version.
+It does not cover where the run writes (`output.dir`), the recipe's file name, the paths under
+which the same files are found, `data.num_proc` (the output is the same) or `data.cache`.
 
-Entries live in ``$TUNE_CACHE/data/<key>/`` (``train``/``eval`` as Arrow datasets plus
-``report.json``), written to a temporary folder and renamed, so a crash never leaves half an entry.
+An entry is a folder ``$TUNE_CACHE/data/<key>/`` holding ``train.arrow`` and ``eval.arrow``
+(Arrow streams that ``datasets.Dataset.from_file`` memory-maps) and ``report.json``. It is built in
+a hidden staging folder next to it (``staging_dir``) and renamed into place when complete, so a
+crash never leaves half an entry.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tune.cache_dir import cache_root
 from tune.config.schema import DataSection
 from tune.data.report import DataReport
 
-# Bump when preparation changes its output for the same inputs.
-PIPELINE_VERSION = 3
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerFast
+
+# Bump when preparation changes its output for the same inputs, or the entry's layout changes.
+PIPELINE_VERSION = 4
+TRAIN_FILE, EVAL_FILE, REPORT_FILE = "train.arrow", "eval.arrow", "report.json"
+# `data` options that do not shape the samples
+NOT_IN_KEY = {"cache", "num_proc"}
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
     """A hash of the tokenizer's definition, special tokens and chat template."""
     digest = hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode())
     digest.update((tokenizer.chat_template or "").encode())
@@ -35,8 +47,9 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def cache_key(data: DataSection, seed: int, sources: list[dict], tokenizer_hash: str) -> str:
-    """The key of prepared data; ``sources`` are per-dataset dicts of converter, version, fields, fingerprint."""
-    options = data.model_dump(exclude={"cache"})
+    """The key of prepared data; ``sources`` are per-dataset dicts of converter, version, fields,
+    fingerprint and the sample builder's part."""
+    options = data.model_dump(exclude=NOT_IN_KEY)
     for entry in options["datasets"]:
         entry.pop("path")  # where the files are found does not matter; their contents (in sources) do
     payload = {
@@ -53,40 +66,50 @@ def cache_dir(key: str) -> Path:
     return cache_root() / "data" / key
 
 
-def load_cached(key: str):
-    """``(train, eval, report)`` stored under ``key``, or None when there is no complete entry."""
+def load_cached(key: str) -> tuple[Dataset, Dataset, DataReport] | None:
+    """``(train, eval, report)`` stored under ``key`` (memory-mapped), or None when there is no complete entry."""
     folder = cache_dir(key)
-    if not (folder / "report.json").exists():
+    if not (folder / REPORT_FILE).exists():
         return None
-    from datasets import Dataset, load_from_disk
-
     try:
-        report = DataReport.from_dict(json.loads((folder / "report.json").read_text()))
-        train = load_from_disk(str(folder / "train"))
-        if (folder / "eval").exists():
-            eval_set = load_from_disk(str(folder / "eval"))
-        else:  # no rows were held out (datasets cannot reload an empty saved dataset)
-            eval_set = Dataset.from_dict({name: [] for name in train.column_names})
+        report = DataReport.from_dict(json.loads((folder / REPORT_FILE).read_text()))
+        train, eval_set = open_prepared(folder)
     except Exception:  # an entry from an older tune or a damaged disk: prepare anew
         shutil.rmtree(folder, ignore_errors=True)
         return None
     return train, eval_set, report
 
 
-def store(key: str, train, eval_set, report: DataReport) -> None:
-    """Write an entry for ``key`` (a no-op when another process wrote it first)."""
+def open_prepared(folder: Path) -> tuple[Dataset, Dataset]:
+    """The train and eval sets written into ``folder`` (memory-mapped, nothing loaded)."""
+    from datasets import Dataset
+
+    return Dataset.from_file(str(folder / TRAIN_FILE)), Dataset.from_file(str(folder / EVAL_FILE))
+
+
+def staging_dir(key: str) -> Path:
+    """A new, private folder to build the entry ``key`` in (next to where it will live)."""
+    parent = cache_dir(key).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{key}-", dir=parent))
+
+
+def store(staging: Path, key: str, report: DataReport) -> Path:
+    """Complete the entry built in ``staging`` (its train and eval files) with ``report`` and move it
+    into place; the entry's folder. When another process stored the same key first, its entry is
+    kept and ``staging`` removed."""
+    (staging / REPORT_FILE).write_text(json.dumps(report.to_dict()))
     folder = cache_dir(key)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=folder.parent))
     try:
-        train.save_to_disk(str(staging / "train"))
-        if len(eval_set):
-            eval_set.save_to_disk(str(staging / "eval"))
-        (staging / "report.json").write_text(json.dumps(report.to_dict()))
-        try:
-            staging.rename(folder)
-        except OSError:
-            if not (folder / "report.json").exists():
-                raise
-    finally:
+        staging.rename(folder)
+    except OSError:
+        if not (folder / REPORT_FILE).exists():
+            raise
         shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def remove_at_exit(folder: Path) -> None:
+    """Delete ``folder`` when this process ends (prepared data that is not cached; the sets stay
+    readable until then, memory-mapped)."""
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)

@@ -10,13 +10,13 @@ source's own schema, which tests and the offline demo convert.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tune.config.problems import close_matches
 from tune.data.converters import CONVERTERS, get_converter
 from tune.errors import UserError
 from tune.resources import shipped_cards_dir
@@ -32,7 +32,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Source(Strict):
+class ConverterSpec(Strict):
+    """How a card's rows are read: the `source:` section of a card."""
+
     converter: str = Field(description="Name of the converter that reads the rows (tune.data.converters).")
     fields: dict[str, str] = Field(default_factory=dict, description="Logical field -> source column, over the converter's defaults.")
 
@@ -56,7 +58,7 @@ class Card(Strict):
     redistribution_allowed: bool | None = Field(description="May the rows be redistributed? null when unknown.")
     languages: list[str] = Field(min_length=1)
     kind: Literal["sft", "preference", "text"]
-    source: Source
+    source: ConverterSpec
     default_weight: float = Field(gt=0, description="Upsampling factor (1 = each row once).")
     approx_rows: int | None = Field(ge=0, description="Approximate number of rows in the split, or null when unknown.")
     provenance: Provenance
@@ -101,7 +103,7 @@ def load_card(name: str) -> Card:
     """
     names = card_names()
     if name not in names:
-        close = difflib.get_close_matches(str(name), names, n=3)
+        close = close_matches(name, names, n=3)
         hint = f" (did you mean {', '.join(f'`{c}`' for c in close)}?)" if close else ""
         raise CardError(f"no dataset card `{name}`{hint}; known cards: {', '.join(names)}")
     path = cards_dir() / f"{name}.yaml"

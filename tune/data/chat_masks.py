@@ -30,8 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tune.harmony_tokens import END_MARKERS
+
 IGNORE_INDEX = -100
-HARMONY_END_MARKERS = ("<|end|>", "<|return|>", "<|call|>")
 
 
 class TemplateMaskError(ValueError):
@@ -74,7 +75,7 @@ _GENERATION_PROMPTS: dict = {}
 def assistant_spans(tokenizer, messages: list[dict], template_kwargs: dict) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans [start, end) the model must learn to write."""
     full = render(tokenizer, messages, template_kwargs, add_generation_prompt=False)
-    end_markers = [m for m in (*HARMONY_END_MARKERS, tokenizer.eos_token) if m]
+    end_markers = [m for m in (*END_MARKERS, tokenizer.eos_token) if m]
     spans = []
     for k, message in enumerate(messages):
         if message["role"] != "assistant" or (k > 0 and messages[k - 1]["role"] == "assistant"):

@@ -1,6 +1,8 @@
-"""Mix converted records of several datasets into a training list and a held-out eval list.
+"""Pipeline step 2: which records train and which are held out, as row numbers, never the records themselves.
 
-Order of operations, each step deterministic given the recipe seed:
+The input is each dataset's duplicate keys in source order (step 1); the output names rows by a
+global id: row r of dataset d is ``offsets[d] + r``. Order of operations, each step deterministic
+given the recipe seed:
 
 1. exact duplicates removed (``data.dedup``), across datasets too: the first in recipe order stays;
 2. each dataset shuffled, then cut to ``max_rows``;
@@ -11,82 +13,115 @@ Order of operations, each step deterministic given the recipe seed:
    dataset's count fixed by its share (largest remainders), its rows cycled when it is short;
 5. the training list shuffled.
 
-Counts land in each dataset's ``DatasetStats`` (duplicates, held_out, train_rows).
+Memory: 8 bytes per row in each list (``array('q')``) and 16 per key, whatever the records hold.
+The random draws are Python's ``random.Random(seed)`` over these lists, so a mixture is the same
+on every machine and Python version tune supports. Counts land in each dataset's
+``DatasetStats`` (duplicates, held_out, train_rows).
 """
 
 from __future__ import annotations
 
 import math
 import random
+from array import array
 from dataclasses import dataclass
 
+import numpy as np
+
 from tune.config.schema import DataSection
-from tune.data.records import Record, record_key
 from tune.data.report import DatasetStats
 
 
 @dataclass
 class Mixture:
-    train: list[tuple[int, Record]]  # (dataset index, record)
-    eval: list[tuple[int, Record]]
+    """The chosen rows as global ids (see the module docstring), each list as int64."""
+
+    offsets: np.ndarray  # datasets + 1 cumulative row counts: dataset d owns ids [offsets[d], offsets[d + 1])
+    train: np.ndarray  # in training order; an upsampled row repeats
+    eval: np.ndarray  # held-out rows, ordered by dataset then drawn position
+
+    def datasets_of(self, ids: np.ndarray) -> np.ndarray:
+        """The dataset index of each global id in ``ids``."""
+        return np.searchsorted(self.offsets, ids, side="right") - 1
+
+    def pairs(self, ids: np.ndarray) -> list[tuple[int, int]]:
+        """``(dataset, row)`` for each global id (for reports and tests; not for large lists)."""
+        datasets = self.datasets_of(ids)
+        return [(int(d), int(i - self.offsets[d])) for d, i in zip(datasets, ids)]
 
 
-def build_mixture(records: list[list[Record]], stats: list[DatasetStats], data: DataSection, seed: int) -> Mixture:
-    """The training and eval lists for ``records[i]`` (the rows of ``data.datasets[i]``)."""
+def build_mixture(keys: list[np.ndarray], stats: list[DatasetStats], data: DataSection, seed: int) -> Mixture:
+    """The training and eval rows of the datasets whose record keys (in source order) are ``keys[i]``."""
     rng = random.Random(seed)
-    pools = _deduplicate(records, stats) if data.dedup else [list(r) for r in records]
+    offsets = np.concatenate([[0], np.cumsum([len(k) for k in keys], dtype=np.int64)]).astype(np.int64)
+    pools = _deduplicate(keys, stats) if data.dedup else [array("q", range(len(k))) for k in keys]
     for pool, entry in zip(pools, data.datasets):
         rng.shuffle(pool)
         del pool[entry.max_rows or len(pool):]
-    eval_rows = _hold_out(pools, stats, data, rng)
-    train = _weight(pools, data, rng)
-    for index, _ in train:
-        stats[index].train_rows += 1
+    held = _hold_out(pools, stats, data, rng)
+    train = _weight(pools, data, rng, offsets)
+    for index, pool_train in enumerate(_counts_by_dataset(train, offsets)):
+        stats[index].train_rows += pool_train
     rng.shuffle(train)
-    return Mixture(train, eval_rows)
+    eval_ids = np.array([offsets[i] + row for i, row in held], dtype=np.int64)
+    return Mixture(offsets, np.frombuffer(train, dtype=np.int64).copy() if len(train) else np.empty(0, np.int64), eval_ids)
 
 
-def _deduplicate(records: list[list[Record]], stats: list[DatasetStats]) -> list[list[Record]]:
-    seen: set[str] = set()
-    pools = []
-    for rows, stat in zip(records, stats):
-        pool = []
-        for record in rows:
-            key = record_key(record)
-            if key in seen:
-                stat.duplicates += 1
-                continue
-            seen.add(key)
-            pool.append(record)
-        pools.append(pool)
+def _deduplicate(keys: list[np.ndarray], stats: list[DatasetStats]) -> list[array]:
+    """Per dataset, the rows whose key did not appear earlier (in recipe order, then source order)."""
+    everything = np.concatenate(keys) if keys else np.empty(0, dtype="V16")
+    first = np.zeros(len(everything), dtype=bool)
+    if len(everything):
+        _, first_index = np.unique(everything, return_index=True)
+        first[first_index] = True
+    pools, start = [], 0
+    for key, stat in zip(keys, stats):
+        kept = np.flatnonzero(first[start:start + len(key)])
+        stat.duplicates += len(key) - len(kept)
+        pools.append(array("q", kept.tolist()))
+        start += len(key)
     return pools
 
 
-def _hold_out(pools, stats, data: DataSection, rng: random.Random) -> list[tuple[int, Record]]:
+def _hold_out(pools: list[array], stats: list[DatasetStats], data: DataSection, rng: random.Random) -> list[tuple[int, int]]:
+    """Hold ``count`` rows out, drawn over the pooled rows (dataset-major, then pool position)."""
     total = sum(len(pool) for pool in pools)
     count = min(data.eval_max_rows, math.floor(data.eval_fraction * total))
     if count == 0:
         return []
-    flat = [(i, j) for i, pool in enumerate(pools) for j in range(len(pool))]
-    chosen = sorted(rng.sample(flat, count))
-    held = [(i, pools[i][j]) for i, j in chosen]
-    chosen_set = set(chosen)
-    for i, pool in enumerate(pools):
-        pools[i] = [record for j, record in enumerate(pool) if (i, j) not in chosen_set]
-        stats[i].held_out = sum(1 for k, _ in chosen if k == i)
+    starts = np.cumsum([0] + [len(pool) for pool in pools])
+    chosen = sorted(rng.sample(range(total), count))
+    by_dataset: list[list[int]] = [[] for _ in pools]
+    for position in chosen:
+        index = int(np.searchsorted(starts, position, side="right") - 1)
+        by_dataset[index].append(position - int(starts[index]))
+    held = []
+    for index, positions in enumerate(by_dataset):
+        pool = pools[index]
+        held += [(index, pool[j]) for j in positions]
+        removed = set(positions)
+        pools[index] = array("q", (row for j, row in enumerate(pool) if j not in removed))
+        stats[index].held_out = len(positions)
     return held
 
 
-def _weight(pools, data: DataSection, rng: random.Random) -> list[tuple[int, Record]]:
+def _weight(pools: list[array], data: DataSection, rng: random.Random, offsets: np.ndarray) -> array:
     if data.datasets[0].share is not None:
         size = data.mixture_size or sum(len(pool) for pool in pools)
         counts = _allocate(size, [entry.share for entry in data.datasets])
     else:
         counts = [_weighted_count(len(pool), entry.weight or 1.0) for pool, entry in zip(pools, data.datasets)]
-    train = []
+    train = array("q")
     for index, (pool, count) in enumerate(zip(pools, counts)):
-        train += [(index, record) for record in _draw(pool, count, rng)]
+        base = int(offsets[index])
+        train.extend(base + row for row in _draw(pool, count, rng))
     return train
+
+
+def _counts_by_dataset(train: array, offsets: np.ndarray) -> list[int]:
+    ids = np.frombuffer(train, dtype=np.int64) if len(train) else np.empty(0, np.int64)
+    datasets = np.searchsorted(offsets, ids, side="right") - 1
+    return np.bincount(datasets, minlength=len(offsets) - 1).tolist()
 
 
 def _weighted_count(rows: int, weight: float) -> int:
@@ -103,9 +138,9 @@ def _allocate(size: int, shares: list[float]) -> list[int]:
     return counts
 
 
-def _draw(pool: list[Record], count: int, rng: random.Random) -> list[Record]:
+def _draw(pool: array, count: int, rng: random.Random) -> array:
     """``count`` rows of ``pool``: whole passes over it, then a seeded sample for the rest."""
-    if not pool:
-        return []
+    if not len(pool):
+        return array("q")
     whole, rest = divmod(count, len(pool))
-    return pool * whole + rng.sample(pool, rest)
+    return pool * whole + array("q", rng.sample(pool, rest))

@@ -100,6 +100,7 @@ Traps, each pinned by a test:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tune.errors import UserError
@@ -146,52 +147,60 @@ def packing_sft_config_kwargs(attn_implementation: str) -> dict:
     }
 
 
-def check_packable(lengths: list[int], max_len: int) -> None:
+def check_packable(lengths: Sequence[int], max_len: int) -> None:
     """Refuse samples TRL's "bfd" packing would silently change: longer than ``max_len`` (cut) or empty (dropped).
 
     ``lengths`` are the token counts of the prepared samples, ``max_len`` is ``data.max_seq_len``
     (the SFTConfig ``max_length``). Raises UserError saying how many samples and what to set.
     """
+    import numpy as np
+
     if max_len < 1:
         raise UserError(f"data.max_seq_len: must be at least 1 to pack samples, got {max_len}")
-    too_long = [n for n in lengths if n > max_len]
-    if too_long:
+    lengths = np.asarray(lengths, dtype=np.int64)
+    too_long = lengths[lengths > max_len]
+    if len(too_long):
         raise UserError(
             f"data.packing: {len(too_long)} sample(s) are longer than data.max_seq_len ({max_len}; "
-            f"longest {max(too_long)} tokens) and packing would cut them silently. Set data.overlong "
+            f"longest {int(too_long.max())} tokens) and packing would cut them silently. Set data.overlong "
             "(drop or truncate, counted in the data report) or raise data.max_seq_len."
         )
-    empty = sum(1 for n in lengths if n < 1)
+    empty = int((lengths < 1).sum())
     if empty:
         raise UserError(f"data.packing: {empty} sample(s) have no token; packing would drop them silently")
 
 
-def pack_bins(lengths: list[int], max_len: int) -> list[list[int]]:
+def pack_bins(lengths: Sequence[int], max_len: int) -> list[list[int]]:
     """The sample lengths of every packed row, exactly as TRL's "bfd" packing builds them for the trainer.
 
     Calls ``trl.pack_dataset`` on a stand-in dataset with the same lengths (no token is stored),
     so the bins follow TRL's algorithm, including its per-map-batch (1,000 samples) binning in
     dataset order. Refuses lengths packing would change (see ``check_packable``).
     """
+    packed = _packed_stand_in(lengths, max_len)
+    return [] if packed is None else [list(row) for row in packed["seq_lengths"]]
+
+
+def _packed_stand_in(lengths: Sequence[int], max_len: int):
+    """TRL's packed dataset of a stand-in with these sample lengths (None when there is no sample)."""
     import datasets
     import numpy as np
     import pyarrow as pa
     from trl import pack_dataset
 
     check_packable(lengths, max_len)
-    if not lengths:
-        return []
+    if not len(lengths):
+        return None
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]))
     column = pa.LargeListArray.from_arrays(offsets, pa.nulls(int(offsets[-1].as_py())))
     stand_in = datasets.Dataset(pa.table({"input_ids": column}))
     bars_were_on = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
-        packed = pack_dataset(stand_in, max_len, PACKING_STRATEGY)
+        return pack_dataset(stand_in, max_len, PACKING_STRATEGY)
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
-    return [list(row) for row in packed["seq_lengths"]]
 
 
 @dataclass(frozen=True)
@@ -218,13 +227,16 @@ class PackingSummary:
         )
 
 
-def packing_summary(lengths: list[int], max_len: int) -> PackingSummary:
+def packing_summary(lengths: Sequence[int], max_len: int) -> PackingSummary:
     """Rows and fill of the packed dataset TRL will build from samples of ``lengths`` tokens."""
-    bins = pack_bins(lengths, max_len)
-    return PackingSummary(samples=len(lengths), rows=len(bins), tokens=sum(lengths), max_len=max_len)
+    import numpy as np
+
+    packed = _packed_stand_in(lengths, max_len)
+    return PackingSummary(samples=len(lengths), rows=0 if packed is None else len(packed),
+                          tokens=int(np.asarray(lengths, dtype=np.int64).sum()), max_len=max_len)
 
 
-def padding_fraction(lengths: list[int], max_len: int, batch_size: int, packed: bool) -> float:
+def padding_fraction(lengths: Sequence[int], max_len: int, batch_size: int, packed: bool) -> float:
     """The fraction of token slots in training batches that would be padding.
 
     Unpacked: the samples in dataset order, ``batch_size`` per batch, each batch padded to its
@@ -237,17 +249,20 @@ def padding_fraction(lengths: list[int], max_len: int, batch_size: int, packed: 
     exactly 0.0 once the lengths are packable (refused otherwise, see ``check_packable``). How
     full the bins are is ``packing_summary(...).unused_tail_fraction``.
     """
+    import numpy as np
+
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if max_len < 1:
         raise ValueError(f"max_len must be at least 1, got {max_len}")
     if packed:
-        pack_bins(lengths, max_len)  # refuses what packing would cut or drop
+        check_packable(lengths, max_len)
         return 0.0
-    clipped = [min(n, max_len) for n in lengths]
-    slots = tokens = 0
-    for start in range(0, len(clipped), batch_size):
-        batch = clipped[start : start + batch_size]
-        slots += max(batch) * len(batch)
-        tokens += sum(batch)
+    clipped = np.minimum(np.asarray(lengths, dtype=np.int64), max_len)
+    if not len(clipped):
+        return 0.0
+    starts = np.arange(0, len(clipped), batch_size)
+    widths = np.diff(np.append(starts, len(clipped)))
+    slots = int((np.maximum.reduceat(clipped, starts) * widths).sum())
+    tokens = int(clipped.sum())
     return 1 - tokens / slots if slots else 0.0

@@ -231,6 +231,17 @@ def _canonical(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def _body(record: Record) -> dict:
+    if isinstance(record, Conversation):
+        return {"kind": "sft", "messages": list(record.messages), "reasoning_effort": record.reasoning_effort}
+    if isinstance(record, Preference):
+        return {"kind": "preference", "prompt": list(record.prompt), "chosen": list(record.chosen),
+                "rejected": list(record.rejected)}
+    if isinstance(record, Text):
+        return {"kind": "text", "text": record.text}
+    raise TypeError(f"not a record: {type(record).__name__}")
+
+
 def record_key(record: Record) -> str:
     """A stable sha256 hex digest of the record's content, for exact-duplicate removal.
 
@@ -238,13 +249,26 @@ def record_key(record: Record) -> str:
     JSON (keys sorted, no whitespace); the key does not depend on Python's hash seed or on dict
     insertion order.
     """
-    if isinstance(record, Conversation):
-        body = {"kind": "sft", "messages": list(record.messages), "reasoning_effort": record.reasoning_effort}
-    elif isinstance(record, Preference):
-        body = {"kind": "preference", "prompt": list(record.prompt), "chosen": list(record.chosen),
-                "rejected": list(record.rejected)}
-    elif isinstance(record, Text):
-        body = {"kind": "text", "text": record.text}
-    else:
-        raise TypeError(f"not a record: {type(record).__name__}")
-    return hashlib.sha256(_canonical(body).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_canonical(_body(record)).encode("utf-8")).hexdigest()
+
+
+def record_digest(record: Record) -> bytes:
+    """The first 16 bytes of ``record_key`` (as bytes): what the data pipeline deduplicates by."""
+    return hashlib.sha256(_canonical(_body(record)).encode("utf-8")).digest()[:16]
+
+
+def record_json(record: Record) -> str:
+    """The record as one line of JSON, dict keys in their own order (a tool call's arguments render
+    in the order they were written); ``record_from_json`` gives the record back, equal to it."""
+    return json.dumps(_body(record), ensure_ascii=False, separators=(",", ":"))
+
+
+def record_from_json(text: str) -> Record:
+    """The record ``record_json`` wrote."""
+    body = json.loads(text)
+    kind = body["kind"]
+    if kind == "sft":
+        return Conversation(tuple(body["messages"]), body["reasoning_effort"])
+    if kind == "preference":
+        return Preference(tuple(body["prompt"]), tuple(body["chosen"]), tuple(body["rejected"]))
+    return Text(body["text"])

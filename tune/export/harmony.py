@@ -21,9 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-EOS_TOKENS = ("<|return|>", "<|call|>")  # end a reply: the exported generation_config eos_token_id
-END_OF_MESSAGE = "<|end|>"  # ends one message; ends the reply only after a final message
-_END_MARKERS = ("<|return|>", "<|call|>", "<|end|>")
+from tune.harmony_tokens import CHANNEL, END_MARKERS, END_OF_MESSAGE, MESSAGE, REPLY_ENDS, START
+
 _CHANNEL = re.compile(r"<\|channel\|>\s*(\w+)")
 _RECIPIENT = re.compile(r"to=([\w.]+)")
 
@@ -38,13 +37,13 @@ def token_id(tokenizer, token: str) -> int:
 
 def eos_token_ids(tokenizer) -> list[int]:
     """Ids that end a reply: ``<|return|>`` and ``<|call|>`` (2 and 13 for LLM-jp-4)."""
-    return [token_id(tokenizer, token) for token in EOS_TOKENS]
+    return [token_id(tokenizer, token) for token in REPLY_ENDS]
 
 
 def has_harmony_tokens(tokenizer) -> bool:
     """True when the tokenizer has every Harmony marker this module relies on."""
     try:
-        for token in (*_END_MARKERS, "<|start|>", "<|channel|>", "<|message|>"):
+        for token in (*END_MARKERS, START, CHANNEL, MESSAGE):
             token_id(tokenizer, token)
     except ValueError:
         return False
@@ -58,7 +57,7 @@ def make_stopping_criteria(tokenizer, prompt_length: int):
     from transformers import StoppingCriteria
 
     eos = set(eos_token_ids(tokenizer))
-    end, start, message = (token_id(tokenizer, t) for t in (END_OF_MESSAGE, "<|start|>", "<|message|>"))
+    end, start, message = (token_id(tokenizer, t) for t in (END_OF_MESSAGE, START, MESSAGE))
 
     class HarmonyStop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
@@ -101,11 +100,11 @@ def parse_reply(text: str) -> ParsedReply:
     its final answer, its analysis (thinking) and its tool calls. Text with no message structure
     at all (a model that never learned the format) is returned whole, special tokens removed."""
     finals, thoughts, calls = [], [], []
-    for segment in text.split("<|start|>"):
-        header, found, body = segment.partition("<|message|>")
+    for segment in text.split(START):
+        header, found, body = segment.partition(MESSAGE)
         if not found:
             continue
-        for marker in _END_MARKERS:
+        for marker in END_MARKERS:
             body = body.split(marker, 1)[0]
         channel = message_channel(header)
         recipient = _RECIPIENT.search(header)

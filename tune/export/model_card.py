@@ -80,7 +80,7 @@ def _method_section(recipe: Recipe, export_dtype: str, merged: bool) -> list[str
     if method.qlora is not None:
         q = method.qlora
         rows.append(("4-bit base", f"{q.quant_type}, double quant {str(q.double_quant).lower()}, compute {q.compute_dtype}"))
-    if method.dpo is not None:
+    if method.name == "dpo":
         rows.append(("DPO beta / loss", f"{method.dpo.beta:g} / {method.dpo.loss_type}"))
     if merged:
         note = f"the adapter is merged into the base weights (peft merge_and_unload), saved in {export_dtype}"

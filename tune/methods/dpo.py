@@ -5,7 +5,7 @@ Features:
       checkpoint to start from, e.g. `instruct`), a hub id or a local folder, loaded in the
       recipe's dtype and attention kernel (tune.models), exactly as SFT loads it.
     - Data: preference pairs (preference cards, or `format: preference` files) rendered with the
-      tokenizer's own chat template and SFT's masking rules (tune.data.preference): the prompt ends
+      tokenizer's own chat template and SFT's masking rules (tune.data.preference_samples): the prompt ends
       in the generation prompt, and each answer's tokens are exactly the assistant span SFT would
       train on, closing marker included. TRL receives `prompt_ids` / `chosen_ids` / `rejected_ids`
       and scores them as they are, without re-tokenizing (tune.training.dpo_trainer); its
@@ -37,101 +37,69 @@ about the model and tokenizer.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tune.config.schema import Recipe
+from tune.methods.run_records import Printer, ReadyTrainer, RunResult, TrainedRun
+from tune.models.checkpoints import Checkpoint
 
 
-@dataclass
-class DpoSetup:
-    """A DPO trainer ready to train, with what the run's ending needs."""
-
-    trainer: object
-    tokenizer: object
-    checkpoint: object
-    data: object
-    progress: object
-    resume_from: Path | None
-
-
-@dataclass
-class DpoOutcome:
-    """What a finished DPO run leaves in memory: its manifest and the trained model + tokenizer."""
-
-    manifest: dict
-    model: object
-    tokenizer: object
-
-
-def build_dpo_trainer(recipe: Recipe, run_dir: Path, printer=print) -> DpoSetup:
+def build_dpo_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = None,
+                      printer: Printer = print) -> ReadyTrainer:
     """Load tokenizer, data, policy (and, for full fine-tuning, the reference) and build the trainer."""
     from tune.training.quiet import quiet_library_chatter
 
     quiet_library_chatter()
     from transformers import set_seed
 
-    from tune.data.preference import COLUMNS, prepare_dpo_data
-    from tune.methods.setup import adopt_trainer, load_run_inputs
+    from tune.data.preference_samples import COLUMNS
+    from tune.methods.run_inputs import load_run_inputs
+    from tune.methods.run_records import make_ready
     from tune.models.adapters import lora_config
     from tune.models.loading import load_model
     from tune.training.arguments import dpo_config, router_aux_coef
     from tune.training.dpo_trainer import PretokenizedDPOTrainer
     from tune.training.progress import ProgressCallback
 
-    inputs = load_run_inputs(recipe, run_dir, prepare_dpo_data, printer)
-    checkpoint, tokenizer, data, model = inputs.checkpoint, inputs.tokenizer, inputs.data, inputs.model
+    started = time.perf_counter()
+    inputs = load_run_inputs(recipe, run_dir, checkpoint, printer)
+    data = inputs.data
     # the trainer gets the three columns TRL collates, nothing else (`dataset` is for the report)
     train_set = data.train.select_columns(list(COLUMNS))
     eval_set = data.eval.select_columns(list(COLUMNS)) if len(data.eval) else None
     reference = None
     if recipe.method.peft == "none":
         # the starting checkpoint, also when resuming; TRL would reload model.name_or_path instead
-        reference = load_model(recipe, checkpoint).eval().requires_grad_(False)
+        reference = load_model(recipe, inputs.checkpoint).eval().requires_grad_(False)
         printer("model: reference = a frozen copy of the starting checkpoint")
     else:
         printer("model: reference = the same model with its adapters disabled (no second copy)")
     progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe))
     set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
     trainer = PretokenizedDPOTrainer(
-        model=model,
+        model=inputs.model,
         ref_model=reference,
         args=dpo_config(recipe, run_dir, has_eval=eval_set is not None),
         train_dataset=train_set,
         eval_dataset=eval_set,
-        processing_class=tokenizer,
+        processing_class=inputs.tokenizer,
         peft_config=lora_config(recipe),
         callbacks=[progress],
     )
-    adopt_trainer(trainer, recipe, printer)
-    return DpoSetup(trainer, tokenizer, checkpoint, data, progress, inputs.resume_from)
+    return make_ready(recipe, run_dir, inputs, trainer, progress, started, printer)
 
 
-def train_dpo(recipe: Recipe, run_dir: Path, printer=print) -> DpoOutcome:
+def train_dpo(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = None, printer: Printer = print) -> RunResult:
     """Train ``recipe`` (method dpo) and write its outputs into ``run_dir``."""
     from tune.methods.finish import finish_run
 
-    started = time.perf_counter()
-    setup = build_dpo_trainer(recipe, run_dir, printer)
-    trainer, resume_from = setup.trainer, setup.resume_from
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    last = setup.progress.last_record
-    manifest = finish_run(
-        recipe,
-        run_dir,
-        trainer=trainer,
-        tokenizer=setup.tokenizer,
-        checkpoint=setup.checkpoint,
-        data=setup.data,
-        result=result,
-        progress=setup.progress,
-        started=started,
-        extra={
-            "dpo": recipe.method.dpo.model_dump(),
-            "reference": "frozen copy" if recipe.method.peft == "none" else "adapters disabled",
-            "final_reward_margin": last.get("rewards/margins"),
-            "final_reward_accuracy": last.get("rewards/accuracies"),
-        },
-        printer=printer,
-    )
-    return DpoOutcome(manifest, trainer.model, setup.tokenizer)
+    ready = build_dpo_trainer(recipe, run_dir, checkpoint, printer)
+    result = ready.train()
+    last = ready.progress.last_record
+    extra = {
+        "dpo": recipe.method.dpo.model_dump(),
+        "reference": "frozen copy" if recipe.method.peft == "none" else "adapters disabled",
+        "final_reward_margin": last.get("rewards/margins"),
+        "final_reward_accuracy": last.get("rewards/accuracies"),
+    }
+    return finish_run(TrainedRun(ready, result, extra), printer)

@@ -16,58 +16,47 @@ import json
 import time
 from pathlib import Path
 
-from tune.config.schema import Recipe
+from tune.methods.run_records import Printer, RunResult, TrainedRun
+from tune.models.checkpoints import Checkpoint
 
 
-def finish_run(
-    recipe: Recipe,
-    run_dir: Path,
-    *,
-    trainer,
-    tokenizer,
-    checkpoint,
-    data,
-    result,
-    progress,
-    started: float,
-    extra: dict | None = None,
-    printer=print,
-) -> dict:
-    """Save ``trainer``'s model and ``tokenizer`` into ``run_dir/final``, write ``run_dir/manifest.json``
-    (with ``extra`` fields, and the eval metrics when rows were held out) and return the manifest.
-
-    ``result`` is what ``trainer.train()`` returned, ``progress`` the run's ProgressCallback,
-    ``started`` the ``time.perf_counter()`` at the start of the method."""
+def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
+    """Save the trained model and tokenizer into ``run_dir/final``, write ``run_dir/manifest.json``
+    (with the method's ``extra`` fields, and the eval metrics when rows were held out) and return
+    the result."""
     from tune.training.manifest import write_manifest
     from tune.training.progress import preference_figures
 
-    eval_metrics = trainer.evaluate() if len(data.eval) else {}
+    ready = run.ready
+    recipe, run_dir, trainer, inputs, progress = ready.recipe, ready.run_dir, ready.trainer, ready.inputs, ready.progress
+    eval_metrics = trainer.evaluate() if len(inputs.data.eval) else {}
     eval_rewards = {k.removeprefix("eval_rewards/"): v for k, v in eval_metrics.items() if k.startswith("eval_rewards/")}
 
     final_dir = run_dir / "final"
     trainer.save_model(str(final_dir))
-    tokenizer.save_pretrained(str(final_dir))
+    inputs.tokenizer.save_pretrained(str(final_dir))
     adapter = recipe.method.peft != "none"
     if adapter:
-        point_adapter_at_base(final_dir, checkpoint, recipe.model.revision)
-    wall = time.perf_counter() - started
+        point_adapter_at_base(final_dir, inputs.checkpoint, recipe.model.revision)
+    wall = time.perf_counter() - ready.started
+    train_runtime = run.result.metrics["train_runtime"]
     manifest = write_manifest(
         run_dir / "manifest.json",
         method=recipe.method.name,
         peft=recipe.method.peft,
-        model={"source": checkpoint.source, "folder": str(checkpoint.folder), "revision": recipe.model.revision},
+        model={"source": inputs.checkpoint.source, "folder": str(inputs.checkpoint.folder), "revision": recipe.model.revision},
         seed=recipe.train.seed,
-        data={"fingerprint": data.key, "report": data.report.to_dict()},
+        data={"fingerprint": inputs.data.key, "report": inputs.data.report.to_dict()},
         steps=trainer.state.global_step,
         wall_time_s=round(wall, 2),
-        train_time_s=round(result.metrics["train_runtime"], 2),
+        train_time_s=round(train_runtime, 2),
         tokens_seen=trainer.state.num_input_tokens_seen,
-        tokens_per_s=round(trainer.state.num_input_tokens_seen / result.metrics["train_runtime"], 1),
+        tokens_per_s=round(trainer.state.num_input_tokens_seen / train_runtime, 1),
         final_train_loss=progress.last_loss,
-        mean_train_loss=result.training_loss,
+        mean_train_loss=run.result.training_loss,
         final_eval_loss=eval_metrics.get("eval_loss"),
         **({"final_eval_rewards": eval_rewards} if eval_rewards else {}),
-        **(extra or {}),
+        **run.extra,
         final_dir=str(final_dir),
     )
     kind = "LoRA adapter" if adapter else "model"
@@ -77,10 +66,10 @@ def finish_run(
         f"{figures}{manifest['tokens_per_s']:,.0f} tokens/s"
     )
     printer(f"saved {kind} + tokenizer to {final_dir}  (run folder: {run_dir})")
-    return manifest
+    return RunResult(manifest, trainer.model, inputs.tokenizer)
 
 
-def point_adapter_at_base(final_dir: Path, checkpoint, revision: str | None) -> None:
+def point_adapter_at_base(final_dir: Path, checkpoint: Checkpoint, revision: str | None) -> None:
     """Record the hub id (not a local cache folder) as the adapter's base, when it came from the hub."""
     config_path = final_dir / "adapter_config.json"
     config = json.loads(config_path.read_text())
@@ -92,7 +81,7 @@ def point_adapter_at_base(final_dir: Path, checkpoint, revision: str | None) -> 
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def _is_hub_source(checkpoint) -> bool:
+def _is_hub_source(checkpoint: Checkpoint) -> bool:
     return "/" in checkpoint.source and not Path(checkpoint.source).exists() and not (
         checkpoint.preset and checkpoint.preset.is_tiny
     )

@@ -14,10 +14,10 @@ Features:
     - Outputs in `output.dir`: `metrics.jsonl` (one line per log event), `manifest.json`
       (versions, git commit, seed, data fingerprint, steps, wall time, tokens/s,
       `final_train_loss`) and `final/` (the adapter or the full model, plus the tokenizer and
-      its chat template), loadable by plain transformers / peft.
-
+      its chat template), loadable by plain transformers / peft (tune.methods.finish).
     - Resume: when `output.dir` holds checkpoints of an interrupted run, training continues from
-      the latest (tune.methods.setup, tune.training.resume), its steps identical to an uninterrupted run.
+      the latest (tune.methods.run_inputs, tune.training.resume), its steps identical to an
+      uninterrupted run.
 
 Refuses, before any training step, with a UserError: an unreachable hub id with no local copy,
 a tokenizer without a chat template or larger than the model's vocabulary, a malformed data row
@@ -27,39 +27,31 @@ a tokenizer without a chat template or larger than the model's vocabulary, a mal
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tune.config.schema import Recipe
+from tune.methods.run_records import Printer, ReadyTrainer, RunResult, TrainedRun
+from tune.models.checkpoints import Checkpoint
 
 
-@dataclass
-class SftOutcome:
-    """What a finished SFT run leaves in memory: its manifest and the trained model + tokenizer."""
-
-    manifest: dict
-    model: object
-    tokenizer: object
-
-
-def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
-    """Train ``recipe`` and write its outputs into ``run_dir``."""
+def build_sft_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = None,
+                      printer: Printer = print) -> ReadyTrainer:
+    """Load tokenizer, data and model (tune.methods.run_inputs) and build TRL's SFTTrainer."""
     from tune.training.quiet import quiet_library_chatter
 
     quiet_library_chatter()
     from transformers import set_seed
     from trl import SFTTrainer
 
-    from tune.data.prepare import prepare_sft_data
-    from tune.methods.finish import finish_run
-    from tune.methods.setup import adopt_trainer, load_run_inputs
+    from tune.methods.run_inputs import load_run_inputs
+    from tune.methods.run_records import make_ready
     from tune.models.adapters import lora_config
     from tune.training.arguments import router_aux_coef, sft_config
     from tune.training.progress import ProgressCallback
 
     started = time.perf_counter()
-    inputs = load_run_inputs(recipe, run_dir, prepare_sft_data, printer)
-    data, tokenizer = inputs.data, inputs.tokenizer
+    inputs = load_run_inputs(recipe, run_dir, checkpoint, printer)
+    data = inputs.data
     progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe))
     set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
     trainer = SFTTrainer(
@@ -67,14 +59,16 @@ def train_sft(recipe: Recipe, run_dir: Path, printer=print) -> SftOutcome:
         args=sft_config(recipe, run_dir, has_eval=len(data.eval) > 0),
         train_dataset=data.train,
         eval_dataset=data.eval if len(data.eval) else None,
-        processing_class=tokenizer,
+        processing_class=inputs.tokenizer,
         peft_config=lora_config(recipe),
         callbacks=[progress],
     )
-    adopt_trainer(trainer, recipe, printer)
-    resume_from = inputs.resume_from
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    manifest = finish_run(recipe, run_dir, trainer=trainer, tokenizer=tokenizer, checkpoint=inputs.checkpoint,
-                          data=data, result=result, progress=progress, started=started, printer=printer)
-    return SftOutcome(manifest, trainer.model, tokenizer)
+    return make_ready(recipe, run_dir, inputs, trainer, progress, started, printer)
 
+
+def train_sft(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = None, printer: Printer = print) -> RunResult:
+    """Train ``recipe`` (method sft) and write its outputs into ``run_dir``."""
+    from tune.methods.finish import finish_run
+
+    ready = build_sft_trainer(recipe, run_dir, checkpoint, printer)
+    return finish_run(TrainedRun(ready, ready.train()), printer)

@@ -10,21 +10,27 @@ Targets per architecture (`method.lora.targets: all-linear`):
                      `target_parameters` (mlp.experts.gate_up_proj, mlp.experts.down_proj) unless
                      `experts: false`, plus the router (mlp.gate) only with `router: true`.
 A LoRA of rank r on a Linear in->out adds r x (in + out) parameters; on a fused expert weight
-[E, out, in] peft stacks one pair per expert: r x E x (in + out).
+[E, out, in] peft stacks one pair per expert: r x E x (in + out) (shapes: tune.models.shapes).
 
 Pure python at import time (no torch): peft is imported only to build the config.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
+from tune.config.problems import closest
 from tune.config.schema import Recipe
 from tune.errors import UserError
-from tune.models.presets import architecture_of
-
-EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+from tune.models.shapes import (
+    EXPERT_PARAMETERS,
+    architecture_config,
+    expert_shapes,
+    is_moe,
+    is_moe_layer,
+    linear_shapes,
+    parameter_count,
+)
 
 
 class LoraTargetError(UserError):
@@ -45,54 +51,6 @@ class LoraTargets:
     total: int
 
 
-def architecture_config(recipe: Recipe) -> dict | None:
-    """The config keys of the recipe's model: a preset's, a local checkpoint's config.json, else None."""
-    return architecture_of(recipe.model.name, recipe.model.path)
-
-
-def _is_moe(config: dict) -> bool:
-    return config.get("model_type") == "qwen3_moe"
-
-
-def _moe_layer(config: dict, index: int) -> bool:
-    step = config.get("decoder_sparse_step", 1) or 1
-    return index not in config.get("mlp_only_layers", []) and (index + 1) % step == 0
-
-
-def _linear_shapes(config: dict, moe_layer: bool) -> dict[str, tuple[int, int]]:
-    """(in, out) of each Linear of one decoder layer, by module name."""
-    hidden, head_dim = config["hidden_size"], config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
-    q, kv = config["num_attention_heads"] * head_dim, config["num_key_value_heads"] * head_dim
-    shapes = {"q_proj": (hidden, q), "k_proj": (hidden, kv), "v_proj": (hidden, kv), "o_proj": (q, hidden)}
-    if moe_layer:
-        shapes["gate"] = (hidden, config["num_experts"])
-    else:
-        inter = config["intermediate_size"]
-        shapes.update({"gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)})
-    return shapes
-
-
-def _expert_shapes(config: dict) -> dict[str, tuple[int, int, int]]:
-    """(experts, in, out) of the fused expert weights of one MoE layer."""
-    experts, hidden, inter = config["num_experts"], config["hidden_size"], config["moe_intermediate_size"]
-    return {EXPERT_PARAMETERS[0]: (experts, hidden, 2 * inter), EXPERT_PARAMETERS[1]: (experts, inter, hidden)}
-
-
-def parameter_count(config: dict) -> int:
-    """Parameters of a Llama or Qwen3-MoE model with these config keys (embeddings, layers, head)."""
-    hidden, vocab = config["hidden_size"], config["vocab_size"]
-    head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
-    total = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2) + hidden
-    for index in range(config["num_hidden_layers"]):
-        moe = _is_moe(config) and _moe_layer(config, index)
-        total += sum(i * o for i, o in _linear_shapes(config, moe).values()) + 2 * hidden
-        if _is_moe(config):
-            total += 2 * head_dim  # q_norm, k_norm
-        if moe:
-            total += sum(e * i * o for e, i, o in _expert_shapes(config).values())
-    return total
-
-
 def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
     """The LoRA targets and counts of a lora/qlora recipe (None without LoRA or a known architecture).
 
@@ -104,13 +62,13 @@ def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
     config = architecture_config(recipe)
     if lora is None or config is None:
         return None
-    moe = _is_moe(config)
+    moe = is_moe(config)
     if not moe and (lora.experts or lora.router):
         key = "experts" if lora.experts else "router"
         raise LoraTargetError(f"method.lora.{key}", f"{recipe.model.name} is a dense model with no MoE {key}; drop it")
     available = set()
     for index in range(config["num_hidden_layers"]):
-        available |= set(_linear_shapes(config, moe and _moe_layer(config, index)))
+        available |= set(linear_shapes(config, moe and is_moe_layer(config, index)))
     if lora.targets == "all-linear":
         modules = tuple(name for name in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
                         if name in available)
@@ -121,8 +79,8 @@ def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
                 raise LoraTargetError("method.lora.targets", f"{name!r} is an expert projection of this MoE model; "
                                       "experts are adapted with method.lora.experts: true")
             if name not in available:
-                close = difflib.get_close_matches(name, sorted(available), n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                close = closest(name, sorted(available))
+                hint = f" (did you mean '{close}'?)" if close else ""
                 raise LoraTargetError("method.lora.targets", f"{name!r} matches no module of {recipe.model.name}; "
                                       f"expected some of: {', '.join(sorted(available))}{hint}")
     if moe and lora.router and "gate" not in modules:
@@ -136,26 +94,14 @@ def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
     return LoraTargets(modules, parameters, _trainable(config, modules, parameters, lora.r), parameter_count(config))
 
 
-def lora_problems(recipe: Recipe, positions) -> list:
-    """``resolve_lora_targets``' refusal as a recipe Problem at the key it names (tune.config.loader
-    reports it with file and line, before anything loads); empty when the targets resolve."""
-    from tune.config.errors import Problem
-
-    try:
-        resolve_lora_targets(recipe)
-    except LoraTargetError as err:
-        return [Problem(positions.value(err.key), err.key, err.what)]
-    return []
-
-
 def _trainable(config: dict, modules: tuple[str, ...], parameters: tuple[str, ...], rank: int) -> int:
     count = 0
     for index in range(config["num_hidden_layers"]):
-        moe_layer = _is_moe(config) and _moe_layer(config, index)
-        shapes = _linear_shapes(config, moe_layer)
+        moe_layer = is_moe(config) and is_moe_layer(config, index)
+        shapes = linear_shapes(config, moe_layer)
         count += sum(rank * (shapes[m][0] + shapes[m][1]) for m in modules if m in shapes)
         if moe_layer:
-            count += sum(rank * e * (i + o) for name, (e, i, o) in _expert_shapes(config).items() if name in parameters)
+            count += sum(rank * e * (i + o) for name, (e, i, o) in expert_shapes(config).items() if name in parameters)
     return count
 
 

@@ -43,11 +43,11 @@ def load_tokenizer(recipe: Recipe, checkpoint: Checkpoint):
 def load_model(recipe: Recipe, checkpoint: Checkpoint):
     """The causal LM in the recipe's dtype and attention kernel, ready for training: 4-bit and
     prepared for k-bit training under `method.peft: qlora` (tune.models.quantization), with the
-    recipe's MoE router settings, and with Liger's kernels when `model.liger` (tune.models.liger)."""
+    recipe's MoE router settings, and with Liger's kernels when `model.liger` (tune.models.liger_patch)."""
     from transformers import AutoModelForCausalLM
 
     if recipe.model.liger:
-        from tune.models.liger import require_liger_device
+        from tune.models.liger_patch import require_liger_device
 
         require_liger_device()  # before minutes of loading: no GPU, no Liger
     kwargs = {
@@ -63,7 +63,7 @@ def load_model(recipe: Recipe, checkpoint: Checkpoint):
     else:
         model = AutoModelForCausalLM.from_pretrained(checkpoint.folder, **kwargs)
     if recipe.model.liger:
-        from tune.models.liger import apply_liger
+        from tune.models.liger_patch import apply_liger
 
         apply_liger(model, recipe)
     return model

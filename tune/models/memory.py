@@ -28,14 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tune.config.schema import Recipe
-from tune.models.adapters import (
-    _expert_shapes,
-    _is_moe,
-    _linear_shapes,
-    _moe_layer,
-    architecture_config,
-    resolve_lora_targets,
-)
+from tune.models.adapters import resolve_lora_targets
+from tune.models.shapes import architecture_config, expert_shapes, is_moe, is_moe_layer, linear_shapes
 
 GIB = 1024**3
 BLOCK = 64          # bitsandbytes 4-bit block size
@@ -96,21 +90,21 @@ def memory_estimate(recipe: Recipe, on_gpu: bool = True, quantize_experts: bool 
     double_quant = bool(qlora and recipe.method.qlora.double_quant)
     hidden, vocab = config["hidden_size"], config["vocab_size"]
     head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
-    moe = _is_moe(config)
+    moe = is_moe(config)
 
     quantized_params = quantized_bytes = expert_params = expert_bytes = 0
     other = vocab * hidden * (1 if config.get("tie_word_embeddings") else 2) + hidden
     for index in range(config["num_hidden_layers"]):
-        moe_layer = moe and _moe_layer(config, index)
+        moe_layer = moe and is_moe_layer(config, index)
         other += 2 * hidden + (2 * head_dim if moe else 0)
-        for name, (fan_in, fan_out) in _linear_shapes(config, moe_layer).items():
+        for name, (fan_in, fan_out) in linear_shapes(config, moe_layer).items():
             if name == "gate" or not qlora:  # the router is no nn.Linear: bitsandbytes leaves it
                 other += fan_in * fan_out
             else:
                 quantized_params += fan_in * fan_out
                 quantized_bytes += four_bit_bytes(fan_in * fan_out, double_quant)
         if moe_layer:
-            for experts, fan_in, fan_out in _expert_shapes(config).values():
+            for experts, fan_in, fan_out in expert_shapes(config).values():
                 numel = experts * fan_in * fan_out
                 expert_params += numel
                 if qlora and quantize_experts:

@@ -14,8 +14,9 @@ This module is pure data (no torch import): ``tune validate`` resolves presets i
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
+
+from tune.config.problems import close_matches
 
 # Special token ids shared by LLM-jp-4 and its twins (llm-jp-tokenizer v4.0).
 BOS_ID, EOS_ID, PAD_ID = 1, 2, 4
@@ -204,4 +205,4 @@ def get_preset(name: str) -> Preset | None:
 
 def close_preset_names(name: str) -> list[str]:
     """Preset names that look like ``name`` (for "did you mean" suggestions)."""
-    return difflib.get_close_matches(name, list(PRESETS), n=3, cutoff=0.6)
+    return close_matches(name, PRESETS, n=3)

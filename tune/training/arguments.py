@@ -99,7 +99,7 @@ def sft_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
 
 def dpo_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
     """The DPOConfig for ``recipe``: the shared arguments plus `method.dpo` (beta, loss type,
-    label smoothing). `max_length` bounds prompt + answer, as tune.data.preference already does,
+    label smoothing). `max_length` bounds prompt + answer, as tune.data.preference_samples already does,
     so TRL's collator never truncates. Dropout stays off (TRL's `disable_dropout` default): the
     policy and reference log-probabilities are compared token for token."""
     from trl import DPOConfig

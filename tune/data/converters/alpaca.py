@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tune.data.converters._fields import column, get_text, optional_system, require_object
+from tune.data.converters.row_fields import column, get_text, optional_system, require_object
 from tune.data.converters.base import Converter
 from tune.data.records import BadRow, Conversation, check_conversation
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tune.data.converters._fields import column, get_field, optional_system, require_object
-from tune.data.converters._messages import canonical_messages
+from tune.data.converters.row_fields import column, get_field, optional_system, require_object
+from tune.data.converters.message_lists import canonical_messages
 from tune.data.converters.base import Converter
 from tune.data.records import BadRow, Preference, check_preference, type_name
 

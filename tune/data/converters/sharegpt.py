@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from tune.data.converters._fields import column, get_list, optional_system, require_object
-from tune.data.converters._messages import normalise_tool_calls
+from tune.data.converters.row_fields import column, get_list, optional_system, require_object
+from tune.data.converters.message_lists import normalise_tool_calls
 from tune.data.converters.base import Converter
 from tune.data.records import BadRow, Conversation, check_conversation, type_name
 

@@ -1,8 +1,9 @@
-"""The start every training method shares: checkpoint, tokenizer, data, resume point and model.
+"""The start every training method shares: tokenizer, data, resume point and model, from a located checkpoint.
 
-    checkpoint   located from `model` (preset, hub id or folder; offline hub ids refused at once)
+    checkpoint   located by tune.methods.run before any heavy import (a missing folder or an
+                 offline hub id fails at once); a method called directly locates it itself
     tokenizer    built from the checkpoint (or `model.tokenizer`), chat template required
-    data         prepared by the method's own function (SFT samples or DPO pairs), report printed
+    data         prepared by tune.data for the method's kind of data (METHODS), report printed
     resume_from  the latest checkpoint of an interrupted run in `output.dir` (`train.resume`)
     model        loaded as the recipe says (dtype, 4-bit, router, Liger), from the resume
                  checkpoint's weights for full fine-tuning (tune.training.resume), then checked
@@ -16,32 +17,43 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tune.config.schema import Recipe
+from tune.data.prepared import PreparedData
+from tune.models.checkpoints import Checkpoint
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+Printer = Callable[[str], None]
 
 
 @dataclass
 class RunInputs:
-    checkpoint: object
-    tokenizer: object
-    data: object
+    """What a method trains: the located checkpoint, its tokenizer, the prepared data, the
+    checkpoint to resume from (None for a fresh run) and the loaded model."""
+
+    checkpoint: Checkpoint
+    tokenizer: PreTrainedTokenizerFast
+    data: PreparedData
     resume_from: Path | None
-    model: object
+    model: PreTrainedModel
 
 
-def load_run_inputs(recipe: Recipe, run_dir: Path, prepare: Callable, printer=print) -> RunInputs:
-    """Everything above, in that order, printing what was found; ``prepare(recipe, tokenizer)``
-    returns the method's PreparedData. Refuses (UserError) as each step does."""
+def load_run_inputs(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = None, printer: Printer = print) -> RunInputs:
+    """Everything above, in that order, printing what was found. Refuses (UserError) as each step does."""
     from transformers import set_seed
 
+    from tune.data.pipeline import prepare_data
     from tune.models.checkpoints import locate_checkpoint
     from tune.models.loading import check_vocab_fits, load_model, load_tokenizer
     from tune.training.resume import latest_checkpoint, weights_for_resume
 
-    checkpoint = locate_checkpoint(recipe.model)
+    checkpoint = checkpoint or locate_checkpoint(recipe.model)
     printer(f"model: {checkpoint.source} ({checkpoint.folder})")
     tokenizer = load_tokenizer(recipe, checkpoint)
-    data = prepare(recipe, tokenizer)
+    data = prepare_data(recipe, tokenizer, printer=printer)
     printer(f"data: prepared {'(from cache) ' if data.from_cache else ''}key {data.key}")
     for line in data.report.lines():
         printer(f"data: {line}")
@@ -53,15 +65,3 @@ def load_run_inputs(recipe: Recipe, run_dir: Path, prepare: Callable, printer=pr
     model = load_model(recipe, weights_for_resume(checkpoint, resume_from, recipe))
     check_vocab_fits(model, tokenizer, checkpoint.source)
     return RunInputs(checkpoint, tokenizer, data, resume_from, model)
-
-
-def adopt_trainer(trainer, recipe: Recipe, printer=print) -> None:
-    """Leave progress printing to tune's callback, and check and print what LoRA adapted
-    (tune.models.adapters.check_adapted refuses experts asked for and not reached)."""
-    from transformers.trainer_callback import PrinterCallback
-
-    from tune.models.adapters import check_adapted
-
-    trainer.remove_callback(PrinterCallback)
-    if recipe.method.peft != "none":
-        printer(f"model: {check_adapted(trainer.model, recipe):,} trainable parameters (LoRA)")

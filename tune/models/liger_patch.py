@@ -1,7 +1,7 @@
 """`model.liger: true`: Liger's Triton kernels on the loaded model, through liger-kernel's own API.
 
 ``apply_liger`` calls ``apply_liger_kernel_to_llama`` / ``apply_liger_kernel_to_qwen3_moe`` with
-``model=`` (the table and the reasons are in tune.models.liger_support): RMSNorm, RoPE and SwiGLU on
+``model=`` (the table and the reasons are in tune.models.liger_kernels): RMSNorm, RoPE and SwiGLU on
 Llama; RMSNorm (q/k norms included), RoPE and the fused MoE experts (LigerExperts) on Qwen3-MoE.
 Fused linear cross entropy stays off: TRL's trainers compute the loss with their own fused LM head.
 
@@ -18,7 +18,7 @@ What this means for the rest of the run:
 
 Refuses (UserError naming `model.liger`): no CUDA GPU (``require_liger_device``; Triton's CPU
 interpreter, ``TRITON_INTERPRET=1``, is the only exception, for the numerics tests), and a model
-Liger cannot patch (tune.models.liger_support.config_problem; a hub id is only known here).
+Liger cannot patch (tune.models.liger_kernels.config_problem; a hub id is only known here).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import os
 
 from tune.config.schema import Recipe
 from tune.errors import UserError
-from tune.models.liger_support import KERNELS, config_problem
+from tune.models.liger_kernels import KERNELS, config_problem
 
 NO_GPU = ("model.liger: Liger's kernels need a CUDA GPU and this machine has none; "
           "set model.liger=false (the run then uses more activation memory than planned)")

@@ -53,12 +53,37 @@ class RecipeError(UserError):
         return [p.render() for p in self.problems]
 
 
-def closest(word: object, choices: Iterable[str]) -> str | None:
-    """The choice most like ``word`` (difflib, cutoff 0.6), or None when none is close or ``word`` is not text."""
+def close_matches(word: object, choices: Iterable[str], n: int = 3) -> list[str]:
+    """Up to ``n`` choices like ``word``, most alike first (difflib, cutoff 0.6); empty when ``word`` is not text.
+
+    The one "did you mean" rule of tune: every suggestion, in recipes, cards, presets and verbs, comes from here.
+    """
     if not isinstance(word, str):
-        return None
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+        return []
+    return difflib.get_close_matches(word, list(choices), n=n, cutoff=0.6)
+
+
+def closest(word: object, choices: Iterable[str]) -> str | None:
+    """The choice most like ``word`` (see ``close_matches``), or None when none is close."""
+    matches = close_matches(word, choices, n=1)
     return matches[0] if matches else None
+
+
+def reading_order(problems: list[Problem], top_source: str) -> list[Problem]:
+    """``problems`` sorted as a person reads them, duplicates dropped: the named file first, by line;
+    then base files; then overrides."""
+    ranks: dict[str, int] = {top_source: 0}
+    for problem in problems:
+        if problem.position.line is not None:
+            ranks.setdefault(problem.position.source, len(ranks))
+    overrides_rank = len(ranks)
+
+    def key(problem: Problem) -> tuple[int, int, int]:
+        pos = problem.position
+        return (ranks.get(pos.source, overrides_rank), pos.line or 0, pos.column or 0)
+
+    unique = list(dict.fromkeys(problems))
+    return sorted(unique, key=key)
 
 
 def one_of(choices: Iterable[object]) -> str:

@@ -1,7 +1,7 @@
 """Which Liger kernels a recipe gets, and which `model.liger: true` recipes cannot work: pure python.
 
-`tune validate` calls ``liger_problems`` (through tune.config.loader) and ``liger_plan`` (through
-tune.plan) without importing torch; ``tune.models.liger.apply_liger`` applies the same table to the
+`tune validate` calls ``liger_refusal`` (through tune.recipe, which reports it at `model.liger`) and
+``liger_plan`` (through tune.plan) without importing torch; ``tune.models.liger_patch.apply_liger`` applies the same table to the
 loaded model. One table, ``KERNELS``, says what each architecture gets from liger-kernel 0.8.5:
 
     LlamaForCausalLM     apply_liger_kernel_to_llama:     rms_norm, rope, swiglu (LigerSwiGLUMLP)
@@ -20,7 +20,7 @@ For the same reason nothing here depends on the DPO loss type or the router aux 
 not route DPO through Liger's fused preference losses, and the aux loss is added by TRL's head
 (Liger's own Qwen3-MoE ``lce_forward`` would also add it; it is not used).
 
-Refused at validation (a Problem at `model.liger`), when the architecture is known here (a preset or
+Refused at validation (``liger_refusal``, reported at `model.liger`), when the architecture is known here (a preset or
 a local checkpoint's config.json; a hub id is checked when it loads):
     - an architecture Liger has no patch for in this table;
     - a Qwen3-MoE with dense layers (`mlp_only_layers`, `decoder_sparse_step` > 1): Liger's patch
@@ -32,8 +32,6 @@ a local checkpoint's config.json; a hub id is checked when it loads):
 
 from __future__ import annotations
 
-from tune.config.errors import Problem
-from tune.config.positions import PositionMap
 from tune.config.schema import Recipe
 from tune.models.presets import architecture_of
 
@@ -62,17 +60,19 @@ def config_problem(config: dict) -> str | None:
     return None
 
 
-def liger_problems(recipe: Recipe, positions: PositionMap) -> list[Problem]:
-    """The problems of a `model.liger: true` recipe Liger cannot serve (none when liger is off or the
-    architecture is only known once the model loads). Located at the `model.liger` value."""
+def liger_refusal(recipe: Recipe) -> str | None:
+    """Why Liger cannot serve this `model.liger: true` recipe (the fix for `KEY` included), or None
+    when it can, when liger is off, or when the architecture is only known once the model loads."""
     if not recipe.model.liger:
-        return []
+        return None
     config = architecture_of(recipe.model.name, recipe.model.path)
-    what = config_problem(config) if config is not None else None
-    if what is None and config is not None and recipe.method.peft == "qlora" and config.get("model_type") == "qwen3_moe":
+    if config is None:
+        return None
+    what = config_problem(config)
+    if what is None and recipe.method.peft == "qlora" and config.get("model_type") == "qwen3_moe":
         what = ("Liger's fused MoE kernel reads the expert weights as dense tensors, and QLoRA stores them in 4 bits "
                 "(tune.models.quantized_experts, dequantized on use); set model.liger=false or method.peft=lora")
-    return [Problem(positions.value(KEY), KEY, what)] if what else []
+    return what
 
 
 def liger_plan(recipe: Recipe) -> list[str]:
