@@ -41,6 +41,31 @@ def test_help_and_validate_do_not_import_the_training_stack(argv):
     assert time.perf_counter() - started < 10
 
 
+@pytest.mark.parametrize("overrides", [
+    ["model.name=llm-jp-4-8b", "model.path=MISSING"],  # a local checkpoint that is not there
+    ["model.name=llm-jp-4-8b"],  # the preset's hub id, with HF_HUB_OFFLINE=1
+    ["model.name=someone/some-model"],  # any hub id
+])
+def test_run_refuses_an_unreachable_checkpoint_before_importing_the_training_stack(overrides, tmp_path):
+    """`tune run` locates the checkpoint first: the refusal comes before torch, TRL or peft load
+    (~9 s of imports), and no run folder is left behind."""
+    overrides = [o.replace("MISSING", str(tmp_path / "missing")) for o in overrides] + [f"output.dir={tmp_path / 'run'}"]
+    code = (
+        "import os, sys, tune.cli\n"
+        "os.environ['HF_HUB_OFFLINE'] = '1'\n"
+        f"rc = tune.cli.main(['run', 'tiny/sft-lora', *{overrides!r}])\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert rc == 2, rc\n"
+        "assert not heavy, heavy\n"
+        "print('LIGHT')\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("LIGHT")
+    assert "model.path" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
 def test_python_dash_m_tune(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tune", "validate", "tiny/sft-lora"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -16,7 +16,7 @@ import yaml
 
 from tune.config.problems import Problem
 from tune.config.positions import Position, PositionMap, join
-from tune.config.yaml_positions import parse_scalar_text
+from tune.config.yaml_positions import YamlValue, parse_scalar_text
 
 EXAMPLE = "`key.path=value`, like `train.lr=1e-4`"
 
@@ -26,7 +26,7 @@ class Override:
     """One parsed ``key=value``: the dotted ``parts``, the YAML ``value`` and the ``position`` naming it."""
 
     parts: tuple[str, ...]
-    value: Any
+    value: YamlValue
     position: Position
 
 

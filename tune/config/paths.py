@@ -38,6 +38,15 @@ def section(tree: dict, name: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+def dataset_entries(tree: dict) -> list[tuple[int, dict]]:
+    """``(index, entry)`` of each `data.datasets` item that is a mapping (the schema reports the others)."""
+    data = section(tree, "data")
+    entries = data.get("datasets") if data else None
+    if not isinstance(entries, list):
+        return []
+    return [(index, entry) for index, entry in enumerate(entries) if isinstance(entry, dict)]
+
+
 def resolve_path(value: str, path: str, positions: PositionMap) -> tuple[Path | None, Problem | None]:
     """The absolute path ``value`` names (see the module docstring), or a problem for a missing ``tune:`` file."""
     if value.startswith(TUNE_PREFIX):
@@ -71,13 +80,9 @@ def _resolve_model_paths(tree: dict, positions: PositionMap) -> list[Problem]:
 
 
 def _resolve_data_paths(tree: dict, positions: PositionMap) -> list[Problem]:
-    data = section(tree, "data")
-    entries = data.get("datasets") if data else None
-    if not isinstance(entries, list):
-        return []
     problems = []
-    for index, entry in enumerate(entries):
-        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+    for index, entry in dataset_entries(tree):
+        if isinstance(entry.get("path"), str):
             problem = _resolve_data_path(entry, f"data.datasets.{index}.path", positions)
             if problem is not None:
                 problems.append(problem)

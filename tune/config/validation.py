@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from tune.config.problems import Problem, closest, one_of
 from tune.config.positions import PositionMap, parent
-from tune.config.schema import METHOD_NAMES, Recipe
+from tune.config.schema import METHOD_NAMES, METHOD_SECTIONS, Recipe
 from tune.config.schema_info import Located, describe, field_names, literal_choices, locate, number_word
 
 _BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="), "less_than": ("lt", "<"), "less_than_equal": ("le", "<=")}
@@ -54,6 +54,10 @@ def _problem(error: dict, located: Located, positions: PositionMap) -> Problem:
     if kind == "method_choice":
         return _method_problem(value, path, positions)
     if kind == "extra_forbidden":
+        owner = _other_method_owning(located, path)
+        if owner is not None:
+            return Problem(positions.key(path), path, f"a key of method `{owner}`, not of `{located.section.model_fields['name'].default}`",
+                           f"method.name: {owner}, or no `{path.rpartition('.')[2]}`")
         names = field_names(located.section) if located.section else []
         section, suggestion = parent(path), closest(path.rpartition(".")[2], names)
         expected = f"a key of `{section}`" if section else "a top-level key"
@@ -79,6 +83,14 @@ def _problem(error: dict, located: Located, positions: PositionMap) -> Problem:
     if located.annotation is not None and (kind.endswith(("_type", "_parsing")) or kind in ("int_from_float", "bool_parsing")):
         return Problem(at_value, path, f"wrong type: got {show(value)}", describe(located.annotation, path))
     return Problem(at_value, path or None, f"invalid value {show(value)}: {error['msg'].lower()}")
+
+
+def _other_method_owning(located: Located, path: str) -> str | None:
+    """The method whose section has the key ``path`` names, when the recipe's own method section lacks it."""
+    if located.section not in METHOD_SECTIONS or path.count(".") != 1:
+        return None
+    key = path.rpartition(".")[2]
+    return next((name for name, cls in zip(METHOD_NAMES, METHOD_SECTIONS) if key in cls.model_fields), None)
 
 
 def _method_problem(value: Any, path: str, positions: PositionMap) -> Problem:

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tune.config.problems import Problem, RecipeError
 from tune.config.positions import Position, PositionMap, join
+
+# A value read from YAML (safe loader): what a recipe key or an override holds before validation.
+YamlValue = Union[str, int, float, bool, None, list["YamlValue"], dict[str, "YamlValue"]]
 
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _MERGE = "tag:yaml.org,2002:merge"
@@ -53,7 +56,7 @@ def file_position(path: Path, mark: yaml.Mark | None = None) -> Position:
     return Position(display_path(path), line, column, Path(os.path.abspath(path)))
 
 
-def parse_scalar_text(text: str) -> Any:
+def parse_scalar_text(text: str) -> YamlValue:
     """``text`` read as one YAML value (``[a, b]``, ``null``, ``true``, ``3``), dates kept as text.
 
     Raises ``yaml.YAMLError`` for text that is not valid YAML.

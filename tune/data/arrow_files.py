@@ -1,24 +1,18 @@
 """Arrow IPC files as the pipeline's working storage: written in batches, read back without holding them.
 
 Every step of the data pipeline streams rows to such a file and the next step reads them back
-batch by batch, so memory stays flat however large the corpus is. Two read paths, on purpose:
+batch by batch (``read_batches``, through ordinary reads: the pages land in the OS cache, not in
+this process's resident memory), so memory stays flat however large the corpus is.
 
-- ``read_batches``: sequential, through ordinary reads (the pages land in the OS cache, not in
-  this process's resident memory);
-- ``mapped_batches`` + ``take_rows``: random access through a memory map that is closed again when the
-  block ends, so the pages it touched stop counting against this process.
-
-Intermediate files use the IPC *file* format (a footer allows random access); the prepared
-train/eval sets use the *stream* format, which ``datasets.Dataset.from_file`` memory-maps.
+Intermediate files use the IPC *file* format; the prepared train/eval sets use the *stream*
+format, which ``datasets.Dataset.from_file`` memory-maps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 WRITE_BATCH_ROWS = 1024
@@ -67,38 +61,3 @@ def read_batches(path: Path) -> Iterator[pa.RecordBatch]:
         reader = pa.ipc.open_file(source)
         for index in range(reader.num_record_batches):
             yield reader.get_batch(index)
-
-
-@contextmanager
-def mapped_batches(paths: Sequence[Path]) -> Iterator[list[pa.RecordBatch]]:
-    """The record batches of the IPC files ``paths``, in order, as zero-copy views of a memory map
-    that is closed when the block ends (copy what must outlive it)."""
-    maps = [pa.memory_map(str(path), "r") for path in paths]
-    try:
-        batches = []
-        for m in maps:
-            reader = pa.ipc.open_file(m)
-            batches += [reader.get_batch(i) for i in range(reader.num_record_batches)]
-        yield batches
-    finally:
-        for m in maps:
-            m.close()
-
-
-def take_rows(batches: Sequence[pa.RecordBatch], positions: np.ndarray, schema: pa.Schema) -> pa.Table:
-    """Rows ``positions`` (counted across ``batches``) copied into one new table, in that order.
-
-    Each batch is taken from once, for all its rows at a time (Arrow's take on a chunked table
-    would first concatenate every chunk, i.e. the whole file, in memory).
-    """
-    starts = np.cumsum([0] + [batch.num_rows for batch in batches])
-    owner = np.searchsorted(starts, positions, side="right") - 1
-    order = np.argsort(owner, kind="stable")
-    pieces = []
-    for batch_index in np.unique(owner):
-        rows = positions[order][owner[order] == batch_index] - starts[batch_index]
-        pieces.append(batches[batch_index].take(pa.array(rows)))
-    grouped = pa.Table.from_batches(pieces, schema=schema).combine_chunks()
-    back = np.empty_like(order)
-    back[order] = np.arange(len(order))
-    return grouped.take(pa.array(back))

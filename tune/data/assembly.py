@@ -1,10 +1,10 @@
 """Pipeline step 4: the training and eval sets in mixture order, and the counts of the data report.
 
 Each entry of the mixture's train list (an upsampled row appears as often as it is drawn) points
-at its rendered sample (step 3); dropped samples are left out, everything else is copied in order,
+at its built sample (step 3); dropped samples are left out, everything else is copied in order,
 with its `dataset` index, into an Arrow stream file that ``datasets.Dataset.from_file``
-memory-maps. The copy goes ``ASSEMBLY_BATCH`` rows at a time through a memory map that is closed
-after each batch (tune.data.arrow_files.take_rows). Training entries are counted per dataset, as often as they appear: samples,
+memory-maps. The copy goes ``ASSEMBLY_BATCH`` rows at a time, each read on its own from step 3's
+token runs (tune.data.token_runs), so memory stays flat. Training entries are counted per dataset, as often as they appear: samples,
 tokens, supervised tokens, truncated, dropped for length, dropped for having no supervised token.
 """
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tune.data.arrow_files import BatchWriter, mapped_batches, take_rows
+from tune.data.arrow_files import BatchWriter
 from tune.data.mixture import Mixture
-from tune.data.rendering import RenderedSamples
+from tune.data.build_samples import BuiltSamples
 from tune.data.report import DatasetStats
 from tune.data.sample_builder import DROPPED, DROPPED_OVERLONG, DROPPED_UNSUPERVISED, TRUNCATED, SampleBuilder
 
-ASSEMBLY_BATCH = 8192
+ASSEMBLY_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -35,33 +35,33 @@ class Assembled:
     train_lengths: np.ndarray
 
 
-def assemble(mixture: Mixture, rendered: RenderedSamples, builder: SampleBuilder, stats: list[DatasetStats],
+def assemble(mixture: Mixture, built: BuiltSamples, builder: SampleBuilder, stats: list[DatasetStats],
              train_path: Path, eval_path: Path) -> Assembled:
     """Write the train and eval sets (module docstring) and count the training entries into ``stats``."""
-    train = _positions(mixture.train, rendered)
-    _count(train, mixture.datasets_of(mixture.train), rendered, stats)
-    train_kept = train[(rendered.flags[train] & DROPPED) == 0]
-    train_datasets = mixture.datasets_of(rendered.ids[train_kept])
-    _write(train_kept, train_datasets, rendered, builder, train_path)
-    held = _positions(mixture.eval, rendered)
-    eval_kept = held[(rendered.flags[held] & DROPPED) == 0]
-    _write(eval_kept, mixture.datasets_of(rendered.ids[eval_kept]), rendered, builder, eval_path)
-    return Assembled(len(train_kept), len(eval_kept), rendered.lengths[train_kept].reshape(-1))
+    train = _positions(mixture.train, built)
+    _count(train, mixture.datasets_of(mixture.train), built, stats)
+    train_kept = train[(built.flags[train] & DROPPED) == 0]
+    train_datasets = mixture.datasets_of(built.ids[train_kept])
+    _write(train_kept, train_datasets, built, builder, train_path)
+    held = _positions(mixture.eval, built)
+    eval_kept = held[(built.flags[held] & DROPPED) == 0]
+    _write(eval_kept, mixture.datasets_of(built.ids[eval_kept]), built, builder, eval_path)
+    return Assembled(len(train_kept), len(eval_kept), built.lengths[train_kept].reshape(-1))
 
 
-def _positions(ids: np.ndarray, rendered: RenderedSamples) -> np.ndarray:
-    """The rendered sample of each global id (every id the mixture names was rendered)."""
-    return np.searchsorted(rendered.ids, ids)
+def _positions(ids: np.ndarray, built: BuiltSamples) -> np.ndarray:
+    """The built sample of each global id (every id the mixture names was built)."""
+    return np.searchsorted(built.ids, ids)
 
 
-def _count(positions: np.ndarray, datasets: np.ndarray, rendered: RenderedSamples, stats: list[DatasetStats]) -> None:
-    flags = rendered.flags[positions]
+def _count(positions: np.ndarray, datasets: np.ndarray, built: BuiltSamples, stats: list[DatasetStats]) -> None:
+    flags = built.flags[positions]
     kept = (flags & DROPPED) == 0
     size = len(stats)
     samples = np.bincount(datasets[kept], minlength=size)
     tokens, supervised = np.zeros(size, np.int64), np.zeros(size, np.int64)
-    np.add.at(tokens, datasets[kept], rendered.tokens[positions[kept]])
-    np.add.at(supervised, datasets[kept], rendered.supervised[positions[kept]])
+    np.add.at(tokens, datasets[kept], built.tokens[positions[kept]])
+    np.add.at(supervised, datasets[kept], built.supervised[positions[kept]])
     flagged = {flag: np.bincount(datasets[(flags & flag) != 0], minlength=size)
                for flag in (TRUNCATED, DROPPED_OVERLONG, DROPPED_UNSUPERVISED)}
     for index, stat in enumerate(stats):
@@ -73,14 +73,13 @@ def _count(positions: np.ndarray, datasets: np.ndarray, rendered: RenderedSample
         stat.dropped_unsupervised += int(flagged[DROPPED_UNSUPERVISED][index])
 
 
-def _write(positions: np.ndarray, datasets: np.ndarray, rendered: RenderedSamples, builder: SampleBuilder, path: Path) -> None:
+def _write(positions: np.ndarray, datasets: np.ndarray, built: BuiltSamples, builder: SampleBuilder, path: Path) -> None:
     writer = BatchWriter(path, builder.schema, stream=True)
     try:
         for start in range(0, len(positions), ASSEMBLY_BATCH):
             chunk = positions[start:start + ASSEMBLY_BATCH]
-            with mapped_batches(rendered.paths) as batches:
-                taken = take_rows(batches, chunk, batches[0].schema)
-            dataset = pa.array(datasets[start:start + ASSEMBLY_BATCH], type=pa.int64())
-            writer.write_table(taken.append_column(builder.schema.field("dataset"), dataset))
+            columns = built.runs.read(chunk, [field.type for field in builder.schema][:-1])
+            columns.append(pa.array(datasets[start:start + ASSEMBLY_BATCH], type=pa.int64()))
+            writer.write_table(pa.Table.from_arrays(columns, schema=builder.schema))
     finally:
         writer.close()

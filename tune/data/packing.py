@@ -1,101 +1,18 @@
 """Packing: several SFT samples share one row of `data.max_seq_len` tokens and never see each other.
 
-Why pack
---------
-Chat samples have very different lengths. Batched as they are, every row is padded to the
-longest sample of its batch, and the padding costs compute and memory for nothing. Packing puts
-several whole samples into one row instead, so (almost) every token slot holds a real token.
+TRL 1.16 does the packing ("bfd": whole samples, best-fit decreasing) and the padding-free
+collation (positions restart at 0 per sample, no attention_mask, no padding); transformers turns
+the restarting positions into a block-diagonal mask. This module only:
+    - ``packing_sft_config_kwargs``: the SFTConfig settings that turn it on; refuses (UserError) an
+      attention implementation that cannot keep packed samples apart (``BOUNDARY_SAFE_ATTENTION``);
+    - ``check_packable``: refuses samples "bfd" would silently cut (longer than ``max_len``) or drop
+      (empty);
+    - ``pack_bins`` / ``packing_summary`` / ``padding_fraction``: the bins and fill TRL will build.
+Boundaries come only from ``position_ids``: a forward over packed batches with an attention_mask or
+``use_cache=True`` attends across samples, silently (the trainers pass ``use_cache=False``).
+With sdpa/eager a packed batch costs ``batch`` times the attention work: prefer per-device batch 1.
 
-A packed sample must train exactly as if it were alone: it may not attend to the samples before
-it in the row, its positions (RoPE) must start again at 0, and its first token must not be
-"predicted" from the last token of the previous sample. Then the loss of every packed sample
-equals its loss unpacked (tests/data/test_packing.py proves it to <= 1e-5 per token in fp32 on
-both tiny twins and every attention kernel accepted on CPU).
-
-Worked example
---------------
-Five samples (token ids shown by their first digit; ``-`` is a label of -100, i.e. not trained),
-``data.max_seq_len = 8``::
-
-    A = 11 12 13 14 15          labels  - 12 13 14 15
-    B = 21 22 23                labels  - 22 23
-    C = 31 32 33 34             labels  - 32 33 34
-    D = 41 42                   labels  - 42
-    E = 51 52 53 54 55 56       labels  - 52 53 54 55 56
-
-1. Binning (TRL's ``pack_dataset(..., strategy="bfd")``, best-fit decreasing): longest first,
-   each sample goes into the open bin whose free space fits it most tightly, else a new bin::
-
-       E(6) -> new bin 1 [E]      (2 free)
-       A(5) -> new bin 2 [A]      (3 free)
-       C(4) -> new bin 3 [C]      (4 free)
-       B(3) -> bin 2     [A B]    (full)
-       D(2) -> bin 1     [E D]    (full)
-
-   The packed dataset has three rows with ``seq_lengths`` [[6, 2], [5, 3], [4]]; ``input_ids``
-   and our ``labels`` are concatenated unchanged. No sample is split or cut.
-
-2. Collating (TRL's ``DataCollatorForLanguageModeling(padding_free=True)``): the rows of one
-   batch (say bins 1 and 2) are flattened into a single row with no padding at all, and
-   ``position_ids`` restart at 0 at every sample::
-
-       input_ids     51 52 53 54 55 56 41 42 11 12 13 14 15 21 22 23
-       position_ids   0  1  2  3  4  5  0  1  0  1  2  3  4  0  1  2
-       labels         - 52 53 54 55 56  - 42  - 12 13 14 15  - 22 23
-
-   The collator also forces ``labels[position_ids == 0] = -100``, so the last token of one sample
-   never learns to predict the first token of the next (our labels are -100 there already), and
-   passes ``cu_seq_lens_q/k`` = [0, 6, 8, 13, 16] for the flash-attention kernels. There is no
-   ``attention_mask`` in the batch.
-
-3. Attention (transformers 5.24, ``masking_utils.create_causal_mask``): with
-   ``attention_mask=None`` and no cache, ``find_packed_sequence_indices(position_ids)`` turns
-   every place where the position does not grow by one into a new sample id ([0 0 0 0 0 0 1 1
-   2 2 2 2 2 3 3 3]) and the mask becomes causal *and* same-sample, block-diagonal::
-
-       E E E E E E D D A A A A A B B B
-       ■ . . . . . . . . . . . . . . .
-       ■ ■ . . . . . . . . . . . . . .     each sample sees only itself,
-       ...                                  causally; sdpa and eager get it
-       . . . . . . ■ . . . . . . . . .     as a dense [1, 1, T, T] mask,
-       . . . . . . ■ ■ . . . . . . . .     flex_attention as a BlockMask,
-       . . . . . . . . ■ . . . . . . .     flash_attention_* as varlen
-       ...                                  cu_seq_lens instead of a mask.
-
-What TRL and transformers do, and why this file is thin
--------------------------------------------------------
-TRL 1.16's packing is correct for our already-tokenized ``input_ids`` + ``labels`` datasets:
-``SFTTrainer._prepare_dataset`` keeps a ``labels`` column as it is, ``_pack_bfd`` concatenates
-it alongside ``input_ids`` and records ``seq_lengths``; with ``packing_strategy="bfd"`` the
-trainer turns ``padding_free`` on, and the collator rebuilds per-sample ``position_ids`` from
-``seq_lengths`` (``get_position_ids_from_packed_seq_lengths``). So tune only chooses the
-settings (``packing_sft_config_kwargs``), guards the two things TRL does silently
-(``check_packable``) and reports the numbers (``padding_fraction``, ``packing_summary``). There
-is no collator of ours (TRL refuses a custom collator with padding-free anyway).
-
-Traps, each pinned by a test:
-    - ``"bfd"`` **silently truncates** a sample longer than ``max_length`` (``pc.list_slice``);
-      ``"bfd_split"`` cuts it into pieces that restart at position 0 (the tail loses its
-      conversation); ``"wrapped"`` cuts everywhere and lets samples attend to each other.
-      tune fits every sample to ``data.max_seq_len`` before (``data.overlong``: drop or
-      truncate, counted in the data report), uses ``"bfd"``, and ``check_packable`` refuses
-      anything longer. ``_pack_bfd`` also drops empty samples silently: refused as well.
-    - Boundaries come only from ``position_ids``: transformers looks for packed samples only
-      when the batch has **no attention_mask and no cache**. A batch with an all-ones
-      ``attention_mask`` (any collator without padding-free), positions that do not restart,
-      or a forward with ``use_cache=True`` (the model config's default: it creates a
-      DynamicCache) runs plain causal attention across samples, silently. Training is safe:
-      Trainer sets ``model.config.use_cache = args.use_cache`` (False) and
-      ``SFTTrainer.compute_loss`` passes ``use_cache=False``; hand-written forwards over packed
-      batches must do the same.
-    - Cost: the collator flattens the *whole* per-device batch into one row of up to
-      ``batch * max_seq_len`` tokens. flash_attention_* (varlen) and flex_attention (block
-      sparsity) skip cross-sample work, but sdpa and eager compute (and sdpa materializes a
-      boolean mask over) all ``(batch * max_seq_len)**2`` pairs, ``batch`` times the attention
-      work of unpacked rows. With sdpa/eager prefer ``train.per_device_batch_size: 1`` and more
-      ``train.grad_accumulation``; on GPUs prefer flash_attention_2.
-    - The MoE router's load-balancing loss is a per-batch statistic; packing changes the batch
-      it is computed over (only the language-model loss is invariant).
+Why, with worked examples and the traps each test pins: docs/packing.md
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
                        -> records, bad rows counted by reason          tune.data.conversion   (step 1)
     all datasets:      dedup, shuffle, max_rows, eval hold-out,
                        weights, as row numbers                         tune.data.mixture      (step 2)
-    each used row:     render + tokenize + fit to max_seq_len          tune.data.rendering    (step 3)
+    each used row:     render + tokenize + fit to max_seq_len          tune.data.build_samples    (step 3)
                        by the data kind's SampleBuilder:               tune.data.conversation_samples (sft)
                                                                        tune.data.preference_samples (preference)
     train / eval:      samples in mixture order, report counts         tune.data.assembly     (step 4)
@@ -38,7 +38,7 @@ from tune.data.mixture import build_mixture
 from tune.data.prepared import PreparedData
 from tune.data.preference_samples import PREFERENCE_SAMPLES
 from tune.data.preparation_progress import Progress
-from tune.data.rendering import render_samples
+from tune.data.build_samples import build_samples
 from tune.data.report import DataReport, DatasetStats
 from tune.data.sample_builder import SampleBuilder
 from tune.data.sources import Source, open_source
@@ -98,8 +98,8 @@ def _build(recipe: Recipe, tokenizer, builder: SampleBuilder, sources: list[Sour
         for index, (source, converter, stat) in enumerate(zip(sources, converters, stats))
     ]
     mixture = build_mixture([read_keys(c) for c in converted], stats, data, recipe.train.seed)
-    rendered = render_samples(converted, mixture, builder, tokenizer, data, [s.label for s in stats], work, data.num_proc)
-    sets = assemble(mixture, rendered, builder, stats, folder / cache.TRAIN_FILE, folder / cache.EVAL_FILE)
+    built = build_samples(converted, mixture, builder, tokenizer, data, [s.label for s in stats], work, data.num_proc)
+    sets = assemble(mixture, built, builder, stats, folder / cache.TRAIN_FILE, folder / cache.EVAL_FILE)
     shutil.rmtree(work)
     if not sets.train_samples:
         raise UserError(f"data: {builder.none_left} after preparation:\n" + "\n".join(DataReport(stats).lines()))

@@ -5,21 +5,9 @@ as SFT's assistant span (tune.data.chat_masks), the ids cut into prompt_ids / ch
 rejected_ids; overlong pairs dropped or truncated (counted). Everything else (sources, mixture,
 cache, report) is the shared pipeline's (tune.data.pipeline).
 
-How a pair becomes ids, worked through (system block elided)::
-
-    prompt   [user: Hi]          chosen [assistant: Hello]       rejected [assistant: Go away]
-    full(prompt + chosen)   = <|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>final<|message|>Hello<|return|>
-                                                                                   ^ the assistant span SFT supervises starts here
-    prompt_ids   = the tokens before the span: what the model is prompted with (ends in the
-                   generation prompt `<|start|>assistant`, exactly as add_generation_prompt renders it)
-    chosen_ids   = the span's tokens: `<|channel|>final<|message|>Hello<|return|>`, end marker included
-    rejected_ids = the same for prompt + rejected; its prompt tokens must equal the chosen side's
-
-The text is the tokenizer's own chat template (or `instruct_ja`) with the recipe's pinned date and
-reasoning effort (tune.data.render.template_kwargs), encoded without an added bos, and the spans are
-tune.data.chat_masks' assistant spans: the tokens a DPO completion scores are exactly those SFT
-would train on for the same conversation. TRL's DPOTrainer concatenates prompt + completion again
-and scores the completion tokens.
+prompt_ids end in the generation prompt (`<|start|>assistant`); the tokens a DPO completion scores
+are exactly those SFT would train on for the same conversation (same template, pinned date and
+reasoning effort, no added bos; the end marker included).
 
 Length (`data.max_seq_len` bounds prompt + chosen and prompt + rejected each):
 `overlong: drop` drops the pair; `truncate` cuts the completions' ends (counted as truncated) and
@@ -29,6 +17,8 @@ supervised = chosen + rejected tokens.
 
 Refuses with a UserError: `data.packing` (DPO does not pack), a pair the template refuses or
 renders with different prompts for its two answers.
+
+How a pair becomes ids, worked through: docs/loss-masks.md
 """
 
 from __future__ import annotations

@@ -21,14 +21,15 @@ BAR_WIDTH = 24
 
 class Progress:
     """The progress of ``what`` (e.g. "rendering card flan (samples)") over ``total`` rows (None when
-    unknown: no percentage, no ETA). Call ``advance(n)`` as rows finish, ``close()`` at the end."""
+    unknown: no percentage, no ETA). Call ``advance(n)`` as rows finish, ``close()`` at the end.
+    ``interval`` (seconds between log lines) defaults to ``LOG_INTERVAL_S``."""
 
     def __init__(self, what: str, total: int | None, stream: TextIO | None = None,
-                 interval: float = LOG_INTERVAL_S, clock=time.monotonic) -> None:
+                 interval: float | None = None, clock=time.monotonic) -> None:
         self.what, self.total = what, total
         self.stream = stream if stream is not None else sys.stderr
         self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.interval = BAR_INTERVAL_S if self.terminal else interval
+        self.interval = BAR_INTERVAL_S if self.terminal else (LOG_INTERVAL_S if interval is None else interval)
         self.clock = clock
         self.started = self.last_shown = clock()
         self.done = 0

@@ -23,8 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tune.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass
@@ -43,8 +47,8 @@ class Reply:
 class ChatSession:
     """A model, its tokenizer, the template variables the run pinned, and the conversation so far."""
 
-    model: object
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     template_kwargs: dict
     system: str | None = None
     messages: list[dict] = field(default_factory=list)

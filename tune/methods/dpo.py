@@ -94,7 +94,7 @@ def train_dpo(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = Non
     from tune.methods.finish import finish_run
 
     ready = build_dpo_trainer(recipe, run_dir, checkpoint, printer)
-    result = ready.train()
+    result = ready.trainer.train(resume_from_checkpoint=ready.inputs.resume_checkpoint)
     last = ready.progress.last_record
     extra = {
         "dpo": recipe.method.dpo.model_dump(),

@@ -40,6 +40,11 @@ class RunInputs:
     resume_from: Path | None
     model: PreTrainedModel
 
+    @property
+    def resume_checkpoint(self) -> str | None:
+        """What ``Trainer.train(resume_from_checkpoint=...)`` takes: the checkpoint to continue, or None."""
+        return str(self.resume_from) if self.resume_from else None
+
 
 def load_run_inputs(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = None, printer: Printer = print) -> RunInputs:
     """Everything above, in that order, printing what was found. Refuses (UserError) as each step does."""

@@ -39,11 +39,6 @@ class ReadyTrainer:
     progress: ProgressCallback
     started: float
 
-    def train(self) -> TrainOutput:
-        """Train to the end, continuing the interrupted run when there is one to resume."""
-        resume_from = self.inputs.resume_from
-        return self.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-
 
 @dataclass
 class TrainedRun:

@@ -71,4 +71,5 @@ def train_sft(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = Non
     from tune.methods.finish import finish_run
 
     ready = build_sft_trainer(recipe, run_dir, checkpoint, printer)
-    return finish_run(TrainedRun(ready, ready.train()), printer)
+    result = ready.trainer.train(resume_from_checkpoint=ready.inputs.resume_checkpoint)
+    return finish_run(TrainedRun(ready, result), printer)

@@ -1,33 +1,18 @@
 """Which Liger kernels a recipe gets, and which `model.liger: true` recipes cannot work: pure python.
 
 `tune validate` calls ``liger_refusal`` (through tune.recipe, which reports it at `model.liger`) and
-``liger_plan`` (through tune.plan) without importing torch; ``tune.models.liger_patch.apply_liger`` applies the same table to the
-loaded model. One table, ``KERNELS``, says what each architecture gets from liger-kernel 0.8.5:
+``liger_plan`` (through tune.plan) without importing torch; ``tune.models.liger_patch.apply_liger``
+applies the same table, ``KERNELS`` (liger-kernel 0.8.5), to the loaded model:
+    LlamaForCausalLM     rms_norm, rope, swiglu
+    Qwen3MoeForCausalLM  rms_norm (q/k norms too), rope, fused MoE experts (LigerExperts)
+Liger's fused linear cross entropy stays off: TRL 1.16's trainers compute the loss with their own
+chunked fused LM head and never call ``model.forward`` (``LOSS_NOTE``).
 
-    LlamaForCausalLM     apply_liger_kernel_to_llama:     rms_norm, rope, swiglu (LigerSwiGLUMLP)
-    Qwen3MoeForCausalLM  apply_liger_kernel_to_qwen3_moe: rms_norm (also q_norm/k_norm), rope, and
-                         its `swiglu` switch, which on transformers 5 swaps the fused 3D experts for
-                         LigerExperts (Liger's fused MoE kernel, LigerFusedMoEFunction)
+``liger_refusal`` / ``config_problem`` refuse, when the architecture is known here (a preset or a
+local config.json; a hub id is checked when it loads): an architecture not in ``KERNELS``, a
+Qwen3-MoE with dense layers, an activation other than silu, and QLoRA on Qwen3-MoE (4-bit experts).
 
-Liger's fused linear cross entropy is deliberately left off. TRL 1.16's SFTTrainer and DPOTrainer
-install their own fused LM head (``trl.trainer.utils.add_fused_lm_head``: chunked log-probs, the
-full [tokens, vocab] logits never exist) and compute the loss, the MoE router aux loss, entropy and
-token accuracy from the backbone's hidden states, never through ``model.forward``: Liger's
-``lce_forward`` would sit in ``model.forward`` unused (TRL refuses ``fused_linear_cross_entropy`` in
-its own Liger path for the same reason). The memory saving that kernel exists for is already there.
-
-For the same reason nothing here depends on the DPO loss type or the router aux loss: TRL 1.16 does
-not route DPO through Liger's fused preference losses, and the aux loss is added by TRL's head
-(Liger's own Qwen3-MoE ``lce_forward`` would also add it; it is not used).
-
-Refused at validation (``liger_refusal``, reported at `model.liger`), when the architecture is known here (a preset or
-a local checkpoint's config.json; a hub id is checked when it loads):
-    - an architecture Liger has no patch for in this table;
-    - a Qwen3-MoE with dense layers (`mlp_only_layers`, `decoder_sparse_step` > 1): Liger's patch
-      reaches for `mlp.experts` on every layer;
-    - an activation other than silu (Liger's SwiGLU kernels compute silu only);
-    - QLoRA on Qwen3-MoE: tune stores the fused experts in 4 bits (tune.models.quantized_experts),
-      which Liger's fused MoE kernel would read as dense weights.
+Why, with the loss decision and the reason for each refusal: docs/liger.md
 """
 
 from __future__ import annotations

@@ -1,24 +1,15 @@
 """`model.liger: true`: Liger's Triton kernels on the loaded model, through liger-kernel's own API.
 
 ``apply_liger`` calls ``apply_liger_kernel_to_llama`` / ``apply_liger_kernel_to_qwen3_moe`` with
-``model=`` (the table and the reasons are in tune.models.liger_kernels): RMSNorm, RoPE and SwiGLU on
-Llama; RMSNorm (q/k norms included), RoPE and the fused MoE experts (LigerExperts) on Qwen3-MoE.
-Fused linear cross entropy stays off: TRL's trainers compute the loss with their own fused LM head.
-
-What this means for the rest of the run:
-    - Liger patches module globals as well as the instance (``apply_rotary_pos_emb``, the RMSNorm,
-      MLP and experts classes of the modeling module): every later model of that class in the same
-      process runs Liger too, e.g. DPO's reference copy. Tests isolate Liger in a subprocess.
-    - The experts' forward is Liger's, bound on each instance, so transformers' `experts_implementation`
-      (grouped_mm, batched_mm, eager) no longer chooses anything on a patched model.
-    - Apply before peft wraps the model (tune.models.loading does): peft's LoRA on Linear layers is
-      called from Liger's SwiGLU forward, and peft's ``target_parameters`` LoRA on the fused experts
-      parametrizes ``gate_up_proj`` / ``down_proj``, which Liger's experts forward reads, so the
-      adapters train through Liger's kernel (tests/models/test_liger.py proves the gradients).
+``model=`` (the table is tune.models.liger_kernels.KERNELS); fused linear cross entropy stays off.
+Call it before peft wraps the model (tune.models.loading does). Liger also patches module globals:
+every later model of that class in the same process (e.g. DPO's reference copy) runs Liger too.
 
 Refuses (UserError naming `model.liger`): no CUDA GPU (``require_liger_device``; Triton's CPU
 interpreter, ``TRITON_INTERPRET=1``, is the only exception, for the numerics tests), and a model
 Liger cannot patch (tune.models.liger_kernels.config_problem; a hub id is only known here).
+
+Why, and what patching means for the rest of the run: docs/liger.md
 """
 
 from __future__ import annotations

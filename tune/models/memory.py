@@ -5,22 +5,12 @@ run fits. What is counted, per process, without activations:
     weights     by storage: 4-bit (nf4/fp4) layers, 16/32-bit layers, experts either way
     trainable   LoRA parameters (or every weight, for full fine-tuning), their gradients and
                 the optimizer's states
-
-Where each figure comes from (what the code loads, checked against loaded tiny twins in
-tests/models/test_memory.py):
-    - `method.peft: qlora` (tune.models.quantization): every decoder Linear in 4 bits through
-      bitsandbytes (blocks of 64; per block an fp32 absmax, or with double quantization a uint8
-      one plus an fp32 constant per 256 blocks); the fused MoE experts in the same format
-      (tune.models.quantized_experts); everything else (embeddings, output head, norms, MoE
-      router) fp32, because peft's prepare_model_for_kbit_training casts it so. TRL stores the
-      LoRA weights of a 4-bit model in bf16.
-    - `lora` / `none`: every weight in `model.dtype` (`auto` = bf16 on a GPU, fp32 on CPU); peft
-      keeps LoRA weights in fp32 (its `autocast_adapter_dtype`).
-    - Gradients: one per trainable parameter, in its dtype. AdamW: two states per trainable
-      parameter in its dtype (torch's `zeros_like`); SGD (no momentum): none; Adafactor: its
-      factored second moments, counted as rows + columns per matrix.
+``memory_estimate`` returns None when the architecture is unknown here (a hub id).
 
 Pure python (``tune validate`` imports no torch).
+
+Where each figure comes from (checked against loaded tiny twins in tests/models/test_memory.py):
+docs/memory.md
 """
 
 from __future__ import annotations

@@ -1,33 +1,19 @@
 """Patch: store Qwen3-MoE's fused expert weights in 4-bit (nf4/fp4) and dequantize them on use.
 
-Why this file exists: bitsandbytes quantizes ``nn.Linear`` layers only. transformers 5 keeps the
-Qwen3-MoE experts as fused 3D parameters (``mlp.experts.gate_up_proj [E, 2I, H]``,
-``mlp.experts.down_proj [E, H, I]``), so a plain ``BitsAndBytesConfig(load_in_4bit=True)`` leaves
-them in 16 bits: on LLM-jp-4 32B-A3B that is ~30.2B of the 32.1B parameters (~56 GiB bf16), and
-"QLoRA" would need more memory than LoRA on a bf16 model minus 2 GiB. Nothing upstream
-(transformers 5.24, bitsandbytes 0.50.2, peft 0.21.2) quantizes them; ``test_qlora.py`` pins
-that (when bitsandbytes starts quantizing them, the test fails and this file can go).
+Why this file exists: bitsandbytes quantizes ``nn.Linear`` layers only, so it leaves the fused 3D
+experts (``gate_up_proj`` / ``down_proj``, ~30.2B of LLM-jp-4 32B-A3B's 32.1B parameters) in 16
+bits; ``test_qlora.py`` pins that (when bitsandbytes starts quantizing them, the test fails and this
+file can go).
 
-How: each expert parameter is replaced by an ``nn.Parameter`` wrapping ``NF4ExpertWeight``, a
-tensor subclass with the parameter's logical shape and dtype whose only storage is the packed
-4-bit data and the quantization state of ``bitsandbytes.functional.quantize_4bit`` (any tensor,
-CPU and CUDA; double quantization of the absmax constants as the recipe says). Any torch op that
-reads it (indexing in the grouped_mm / eager experts, peft's ``baddbmm`` that folds the LoRA
-delta in) sees ``bitsandbytes.functional.dequantize_4bit`` of it, computed below autograd. So:
-    - peft's LoRA on the experts (``target_parameters``, ``lora.ParamWrapper``) composes as it is:
-      peft reads ``param.shape``/``param.dtype`` (logical), registers its parametrization on the
-      parameter and folds ``W + scale * B @ A`` with ``baddbmm``; the gradient flows to A and B.
-    - Trade-off, memory: the dequantized [E, out, in] tensor lives only while an op uses it.
-      Without LoRA on the experts, autograd saves the 4-bit wrapper (not the dense weight) and the
-      backward dequantizes again. With LoRA on the experts, the folded weight ``W + delta`` is a
-      dense tensor that the expert matmul saves for backward: one layer's worth per MoE layer
-      (~1.8 GiB bf16 per layer on 32B-A3B), so turn on ``train.gradient_checkpointing`` on big
-      models: only the layer being recomputed holds it. Compute: one dequantization per use.
-    - Frozen: in-place writes (``copy_``, optimizer steps) raise; ``.to(device)`` moves the packed
-      data, ``.to(dtype)`` changes the dtype it dequantizes to (peft's k-bit preparation casts 16-bit
-      parameters to fp32; the storage stays 4-bit).
+``quantize_experts`` replaces each by an ``nn.Parameter`` wrapping ``NF4ExpertWeight``: 4-bit
+storage (``bitsandbytes.functional.quantize_4bit``), logical shape and dtype, read by every torch op
+as its dequantized value (below autograd), so peft's ``target_parameters`` LoRA composes with it.
+Frozen: in-place writes raise. With LoRA on the experts, turn on ``train.gradient_checkpointing`` on
+big models (each MoE layer saves its dense folded weight for backward).
 Not supported: ``torch.compile`` and FSDP/DTensor sharding of these weights (no
 ``__tensor_flatten__``); saving the full model (QLoRA saves the adapter only).
+
+Why, how, and the memory trade-off in figures: docs/qlora.md
 """
 
 from __future__ import annotations

@@ -1,45 +1,18 @@
 """Fast (``tokenizers``) tokenizers from SentencePiece Unigram models, id for id.
 
-LLM-jp-4 publishes its tokenizer as a SentencePiece model plus Hugging Face config files whose
-``auto_map`` names a custom class (remote code). Training only needs encoding and the chat
-template, so :func:`build_fast_tokenizer_from_assets` builds a plain
-``PreTrainedTokenizerFast`` from those files instead, and :func:`sentencepiece_to_tokenizers`
-does the conversion itself (the tiny twins' tokenizer uses it too).
+:func:`build_fast_tokenizer_from_assets` builds LLM-jp-4's tokenizer as a plain
+``PreTrainedTokenizerFast`` (no remote code) from its files; :func:`sentencepiece_to_tokenizers`
+converts a SentencePiece model so that it encodes exactly as ``SentencePieceProcessor.encode``
+(the tiny twins' tokenizer uses it too). Unknown, control and user-defined pieces become special
+added tokens, never split; decoding a rendered chat gives it back. SentencePiece's user-defined
+symbol names in plain text (``<pad>``) stay plain text by default, as in the published
+tokenizer.json; ``sentencepiece_user_symbols=True`` maps them to their ids, as SentencePiece does.
 
-How the conversion stays exact. ``SentencePieceProcessor.encode`` runs one Viterbi search over
-the whole normalized text; for a Unigram model with an identity normalizer it does:
+Refuses (ValueError) what has not been verified exact: anything but a Unigram model with an
+identity normalizer (no precompiled charsmap, ``remove_extra_whitespaces`` off, whitespace as
+prefix), rather than building a tokenizer that silently differs.
 
-* normalize: prepend "▁" to a non-empty text (``add_dummy_prefix``) and write every U+0020 as
-  "▁" (``escape_whitespaces``); nothing else (no NFKC map, extra spaces kept);
-* search the best segmentation with the pieces' scores, never splitting on whitespace first
-  (``split_by_whitespace`` only shaped training), so "▁▁▁" pieces can win;
-* write characters that no piece covers as their UTF-8 byte pieces ``<0x..>`` (byte fallback).
-
-The ``tokenizers`` pipeline below does the same: a ``Replace(" ", "▁")`` + ``Prepend("▁")``
-normalizer (no pre-tokenizer, so the lattice sees the whole text), a Unigram model with the
-same pieces and scores, byte fallback on. Two details differ from a naive copy of the proto:
-
-* byte pieces get a score so low that a literal text "<0x41>" is never read as byte 0x41
-  (SentencePiece never matches byte pieces against text; a plain copy would);
-* SentencePiece also matches its *user-defined* symbols inside plain text: LLM-jp-4's model
-  turns the text ``<pad>`` into id 4 and ``<RESERVED_003>`` into id 11. The published Hugging
-  Face tokenizer gives those ids other names (``<|endoftext|>``, ``<|end|>``) and treats the
-  old names as plain text, and so does this one by default (a stray "<pad>" in a document must
-  not become a special id). ``sentencepiece_user_symbols=True`` reproduces SentencePiece
-  instead: the old names are rewritten to the new ones and each kept as one token, which is
-  what SentencePiece's score bonus for user symbols makes it do (checked for all 349 LLM-jp-4
-  symbols in many contexts; the tests compare both on text full of them).
-
-Special tokens (unknown, control and user-defined pieces) are registered as special added
-tokens, so their names in text are never split and never reach the Unigram model. The
-normalizer runs on each piece of text between two special tokens, so the text after a special
-token starts with "▁" again, as in the published ``tokenizer.json``. Decoding removes that
-dummy-prefix space again (at the start and right after each special token, as the published
-remote-code class does after Harmony tokens), so a rendered chat decodes back to itself.
-
-Only what has been verified exact is accepted: Unigram models with an identity normalizer
-(no precompiled charsmap, ``remove_extra_whitespaces`` off, whitespace as prefix). Anything
-else raises ``ValueError`` rather than building a tokenizer that silently differs.
+Why, and how the conversion stays exact: docs/tokenizer.md
 """
 
 from __future__ import annotations
@@ -256,22 +229,15 @@ def build_fast_tokenizer_from_assets(
 ) -> PreTrainedTokenizerFast:
     """LLM-jp-4's tokenizer as a plain ``PreTrainedTokenizerFast`` (no remote code), from files.
 
-    ``asset_dir`` holds either a ``tokenizer.json`` (loaded as is) or a SentencePiece ``*.model``
-    (converted with :func:`sentencepiece_to_tokenizers`, exact to ``SentencePieceProcessor``),
-    plus ``tokenizer_config.json`` (required) and optionally ``special_tokens_map.json`` and
-    ``chat_template.jinja``. From the config it takes: the special tokens of
-    ``added_tokens_decoder`` at their ids (0-351 for LLM-jp-4), the bos/eos/unk/pad/mask/cls/sep
-    roles (``special_tokens_map.json`` fills roles the config leaves out), ``add_bos_token``
-    (default true) and ``add_eos_token`` (default false). The config's ``auto_map`` /
-    ``tokenizer_class`` (a custom class) are ignored. The chat template comes from
-    ``chat_template.jinja``, else from the config's ``chat_template``, else there is none.
-
-    ``sentencepiece_user_symbols`` (``.model`` only; a ``tokenizer.json`` is taken as it is):
-    see the module docstring (off: ``<pad>`` in text is plain text, as in the published
-    tokenizer.json; on: it becomes id 4, as in SentencePiece).
+    ``asset_dir`` holds a ``tokenizer.json`` (loaded as is) or a SentencePiece ``*.model``
+    (converted exactly), plus ``tokenizer_config.json`` (required; its special tokens, roles and
+    ``add_bos_token`` / ``add_eos_token``; ``auto_map`` ignored) and optionally
+    ``special_tokens_map.json`` and ``chat_template.jinja``. ``sentencepiece_user_symbols``
+    (``.model`` only): off, ``<pad>`` in text is plain text; on, it becomes id 4.
 
     Raises FileNotFoundError when the folder or a required file is missing and ValueError when
     a file is garbled or disagrees with another (both name the path). Nothing is cached on disk.
+    What it reads from each file: docs/tokenizer.md
     """
     asset_dir = Path(asset_dir)
     expected = "tokenizer.json or a SentencePiece *.model, plus tokenizer_config.json"

@@ -12,7 +12,7 @@ Run on the recipe tree before schema validation (paths are already absolute, tun
 from __future__ import annotations
 
 from tune.config.methods import METHODS
-from tune.config.paths import section
+from tune.config.paths import dataset_entries, section
 from tune.config.positions import PositionMap
 from tune.config.problems import Problem, closest, one_of
 from tune.data.cards import Card, card_names, load_card
@@ -21,14 +21,8 @@ from tune.data.converters import CONVERTERS
 
 def resolve_datasets(tree: dict, positions: PositionMap) -> list[Problem]:
     """Check each dataset's card, format and kind, and fill in default weights."""
-    data = section(tree, "data")
-    entries = data.get("datasets") if data else None
-    if not isinstance(entries, list):
-        return []
     problems = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            continue
+    for index, entry in dataset_entries(tree):
         key = f"data.datasets.{index}"
         card, problem = _check_card(entry, key, positions)
         if problem is None:

@@ -1,13 +1,13 @@
-"""Pipeline step 3: every record the mixture uses, rendered once into a fitted sample, in several processes.
+"""Pipeline step 3, build samples: every record the mixture uses, rendered once into a fitted sample, in several processes.
 
 For each dataset, the rows the mixture uses (train and eval, each distinct row once: an upsampled
 row is the same sample again) are read back from step 1 in row order, in chunks of
 ``SAMPLE_BATCH`` records, and handed to the data kind's SampleBuilder: render, tokenize, fit to
 `data.max_seq_len`. With `data.num_proc` > 1 the chunks go to worker processes; results come back
 in chunk order, at most two chunks per worker in flight, so the output is byte-identical whatever
-the number of processes and memory stays flat. Each dataset's samples go to an Arrow file (a
-dropped sample keeps its row, empty); the small per-sample figures (fit flags, tokens, supervised
-tokens, padded lengths) stay in memory for step 4.
+the number of processes and memory stays flat. The samples go to one token-runs file
+(tune.data.token_runs; a dropped sample keeps its place, empty); the small per-sample figures (fit
+flags, tokens, supervised tokens, padded lengths) stay in memory for step 4.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tune.config.schema import DataSection
-from tune.data.arrow_files import BatchWriter
 from tune.data.conversion import ConvertedSource, read_records
 from tune.data.mixture import Mixture
 from tune.data.preparation_progress import Progress
 from tune.data.records import record_from_json
 from tune.data.sample_builder import SampleBuilder
+from tune.data.token_runs import TokenRuns, TokenRunsWriter
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
@@ -39,11 +39,11 @@ Rendered = tuple[tuple, int, int, int, tuple[int, ...]]
 
 
 @dataclass
-class RenderedSamples:
+class BuiltSamples:
     """The samples of every row the mixture uses, in ascending global id (see tune.data.mixture):
-    ``paths[d]`` holds dataset d's, and per sample its figures as arrays."""
+    their token ids in ``runs``, and per sample its figures as arrays."""
 
-    paths: list[Path]
+    runs: TokenRuns
     ids: np.ndarray  # int64, sorted
     flags: np.ndarray  # int8, tune.data.sample_builder's fit flags
     tokens: np.ndarray  # int64
@@ -51,34 +51,33 @@ class RenderedSamples:
     lengths: np.ndarray  # int64 [samples, sequences per sample]
 
 
-def render_samples(converted: list[ConvertedSource], mixture: Mixture, builder: SampleBuilder,
+def build_samples(converted: list[ConvertedSource], mixture: Mixture, builder: SampleBuilder,
                    tokenizer: PreTrainedTokenizerFast, data: DataSection, labels: list[str], folder: Path,
-                   num_proc: int = 1) -> RenderedSamples:
+                   num_proc: int = 1) -> BuiltSamples:
     """Render the rows ``mixture`` uses into ``folder`` (see the module docstring)."""
     ids = np.unique(np.concatenate([mixture.train, mixture.eval]))
     figures: list[list] = [[], [], [], []]
-    paths = []
-    with _chunk_runner(builder, tokenizer, data, num_proc) as run:
-        for index, source in enumerate(converted):
-            start, end = mixture.offsets[index], mixture.offsets[index + 1]
-            rows = ids[(ids >= start) & (ids < end)] - start
-            path = folder / f"samples-{index}.arrow"
-            progress = Progress(f"rendering {labels[index]}", len(rows))
-            writer = BatchWriter(path, builder.schema.remove(builder.schema.get_field_index("dataset")))
-            try:
-                for chunk in run(_chunks(source, rows, labels[index])):
-                    for values, flags, tokens, supervised, lengths in chunk:
-                        writer.append(values)
-                        for column, value in zip(figures, (flags, tokens, supervised, lengths)):
-                            column.append(value)
-                    progress.advance(len(chunk))
-            finally:
-                writer.close()
-                progress.close()
-            paths.append(path)
+    writer = TokenRunsWriter(folder / "samples.bin", len(builder.schema) - 1)
+    try:
+        with _chunk_runner(builder, tokenizer, data, num_proc) as run:
+            for index, source in enumerate(converted):
+                start, end = mixture.offsets[index], mixture.offsets[index + 1]
+                rows = ids[(ids >= start) & (ids < end)] - start
+                progress = Progress(f"rendering {labels[index]}", len(rows))
+                try:
+                    for chunk in run(_chunks(source, rows, labels[index])):
+                        for values, flags, tokens, supervised, lengths in chunk:
+                            writer.append(values)
+                            for column, value in zip(figures, (flags, tokens, supervised, lengths)):
+                                column.append(value)
+                        progress.advance(len(chunk))
+                finally:
+                    progress.close()
+    finally:
+        runs = writer.close()
     flags, tokens, supervised, lengths = figures
     width = len(lengths[0]) if lengths else 1
-    return RenderedSamples(paths, ids, np.array(flags, dtype=np.int8), np.array(tokens, dtype=np.int64),
+    return BuiltSamples(runs, ids, np.array(flags, dtype=np.int8), np.array(tokens, dtype=np.int64),
                            np.array(supervised, dtype=np.int64), np.array(lengths, dtype=np.int64).reshape(-1, width))
 
 
