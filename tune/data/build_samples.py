@@ -13,6 +13,7 @@ flags, tokens, supervised tokens, padded lengths) stay in memory for step 4.
 from __future__ import annotations
 
 import multiprocessing
+from array import array
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -56,7 +57,7 @@ def build_samples(converted: list[ConvertedSource], mixture: Mixture, builder: S
                    num_proc: int = 1) -> BuiltSamples:
     """Render the rows ``mixture`` uses into ``folder`` (see the module docstring)."""
     ids = np.unique(np.concatenate([mixture.train, mixture.eval]))
-    figures: list[list] = [[], [], [], []]
+    flags, tokens, supervised, lengths = array("b"), array("q"), array("q"), array("q")
     writer = TokenRunsWriter(folder / "samples.bin", len(builder.schema) - 1)
     try:
         with _chunk_runner(builder, tokenizer, data, num_proc) as run:
@@ -66,19 +67,20 @@ def build_samples(converted: list[ConvertedSource], mixture: Mixture, builder: S
                 progress = Progress(f"rendering {labels[index]}", len(rows))
                 try:
                     for chunk in run(_chunks(source, rows, labels[index])):
-                        for values, flags, tokens, supervised, lengths in chunk:
+                        for values, sample_flags, sample_tokens, sample_supervised, sample_lengths in chunk:
                             writer.append(values)
-                            for column, value in zip(figures, (flags, tokens, supervised, lengths)):
-                                column.append(value)
+                            flags.append(sample_flags)
+                            tokens.append(sample_tokens)
+                            supervised.append(sample_supervised)
+                            lengths.extend(sample_lengths)
                         progress.advance(len(chunk))
                 finally:
                     progress.close()
     finally:
         runs = writer.close()
-    flags, tokens, supervised, lengths = figures
-    width = len(lengths[0]) if lengths else 1
+    width = len(lengths) // len(flags) if len(flags) else 1
     return BuiltSamples(runs, ids, np.array(flags, dtype=np.int8), np.array(tokens, dtype=np.int64),
-                           np.array(supervised, dtype=np.int64), np.array(lengths, dtype=np.int64).reshape(-1, width))
+                        np.array(supervised, dtype=np.int64), np.array(lengths, dtype=np.int64).reshape(-1, width))
 
 
 def _chunks(source: ConvertedSource, rows: np.ndarray, label: str) -> Iterator[tuple[str, list[str]]]:

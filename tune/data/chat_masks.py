@@ -17,7 +17,9 @@ How the spans are found, with a worked example: docs/loss-masks.md
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from tune.harmony_tokens import END_MARKERS
 
@@ -30,12 +32,15 @@ class TemplateMaskError(ValueError):
 
 @dataclass(frozen=True)
 class LabelledSample:
+    """Token ids and their labels (IGNORE_INDEX where the token carries no loss)."""
+
     input_ids: list[int]
     labels: list[int]
+    supervised_tokens: int = field(default=-1, compare=False)  # labels that are not IGNORE_INDEX; counted when not given
 
-    @property
-    def supervised_tokens(self) -> int:
-        return sum(label != IGNORE_INDEX for label in self.labels)
+    def __post_init__(self) -> None:
+        if self.supervised_tokens < 0:
+            object.__setattr__(self, "supervised_tokens", sum(label != IGNORE_INDEX for label in self.labels))
 
 
 def render(tokenizer, messages: list[dict], template_kwargs: dict, add_generation_prompt: bool) -> str:
@@ -135,16 +140,17 @@ def tokenize_rendered(tokenizer, rendered: list[tuple[str, list[tuple[int, int]]
     samples = []
     for (_, spans), encoding in zip(rendered, encodings):
         spans = spans[-1:] if last_turn_only else spans
-        samples.append(LabelledSample(list(encoding.ids), _labels(encoding.ids, encoding.offsets, spans)))
+        ids = np.asarray(encoding.ids, dtype=np.int64)
+        inside = _inside_spans(np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2), spans)
+        samples.append(LabelledSample(ids.tolist(), np.where(inside, ids, IGNORE_INDEX).tolist(), int(inside.sum())))
     return samples
 
 
-def _labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
-    """A token is supervised when it starts inside a span and ends within it (spans are in order)."""
-    labels, span = [], 0
-    for token_id, (begin, end) in zip(ids, offsets):
-        while span < len(spans) and begin >= spans[span][1]:
-            span += 1
-        inside = span < len(spans) and spans[span][0] <= begin and end <= spans[span][1]
-        labels.append(token_id if inside else IGNORE_INDEX)
-    return labels
+def _inside_spans(offsets: np.ndarray, spans: list[tuple[int, int]]) -> np.ndarray:
+    """Which tokens are supervised: a token is when it starts inside a span and ends within it
+    (``offsets`` are the tokens' [begin, end) characters; spans are in order and disjoint)."""
+    begins, ends = offsets[:, 0], offsets[:, 1]
+    inside = np.zeros(len(offsets), dtype=bool)
+    for start, end in spans:
+        inside |= (begins >= start) & (begins < end) & (ends <= end)
+    return inside

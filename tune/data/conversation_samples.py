@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from tune.config.schema import DataSection, Recipe
-from tune.data.chat_masks import IGNORE_INDEX, LabelledSample
+from tune.data.chat_masks import LabelledSample
 from tune.data.records import Conversation
 from tune.data.render import render_text, tokenize_texts
 from tune.data.report import DataReport
@@ -44,7 +44,7 @@ class ConversationSamples(SampleBuilder[LabelledSample]):
                 return None, DROPPED_OVERLONG
             flags = TRUNCATED
             sample = LabelledSample(sample.input_ids[: data.max_seq_len], sample.labels[: data.max_seq_len])
-        if all(label == IGNORE_INDEX for label in sample.labels):
+        if not sample.supervised_tokens:
             return None, flags | DROPPED_UNSUPERVISED
         return sample, flags
 
