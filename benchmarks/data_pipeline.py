@@ -12,7 +12,7 @@ alternating, in one process; a single run takes about a second here, so one run 
 Prints the median samples/s of both, their ratio (target >= 1), and tune's padding fraction
 unpacked vs packed (target < 2%) with how full the packed rows are.
 
-    python benchmarks/data_pipeline.py [--scale 40] [--repeats 5] [--tokenizer ../shared/llmjp4-tokenizer]
+    python benchmarks/data_pipeline.py [--scale 40] [--repeats 5] [--tokenizer tests/assets/llmjp4-tokenizer]
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each side, after one warm-up (default 5)")
-    parser.add_argument("--tokenizer", default=str(ROOT.parent / "shared" / "llmjp4-tokenizer"))
+    parser.add_argument("--tokenizer", default=str(ROOT / "tests" / "assets" / "llmjp4-tokenizer"),
+                        help="LLM-jp-4 tokenizer assets folder (default: the copy vendored for the tests)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets.utils.logging import disable_progress_bar

@@ -11,7 +11,7 @@ Prints, per scale: rows, tokens, seconds, tokens/s and peak RSS, then the ratio 
 largest scale to the smallest (target <= 1.5), then 1 vs 2 processes at one scale.
 
     python benchmarks/data_scale.py [--rows 2500] [--scales 1 4 16] [--procs-scale 4]
-                                    [--tokenizer ../shared/llmjp4-tokenizer]
+                                    [--tokenizer tests/assets/llmjp4-tokenizer]
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2500, help="rows at 1x (default 2500)")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--procs-scale", type=int, default=4, help="scale of the 1 vs 2 processes comparison (0: none)")
-    parser.add_argument("--tokenizer", default=str(ROOT.parent / "shared" / "llmjp4-tokenizer"))
+    parser.add_argument("--tokenizer", default=str(ROOT / "tests" / "assets" / "llmjp4-tokenizer"),
+                        help="LLM-jp-4 tokenizer assets folder (default: the copy vendored for the tests)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:

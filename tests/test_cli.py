@@ -89,6 +89,51 @@ def test_validate_json_is_one_object_matching_the_yaml(capsys):
     assert as_json["data"]["datasets"][0] | {"card": "oasst2-33k-ja", "use": "samples", "weight": 1.0} == as_json["data"]["datasets"][0]
 
 
+# Every verb that takes a recipe, with its options (besides --help) in groups.
+RECIPE_VERBS = {("run",): [], ("validate",): [["--json"]], ("data", "preview"): [["-n", "2"], ["--json"]]}
+
+
+def test_the_verbs_that_take_overrides_are_the_ones_tested_here(capsys):
+    from tune.cli import VERBS
+    from tune.cli_data import SUBVERBS
+
+    taking = []
+    for verb in [*((name,) for name in VERBS if name != "data"), *(("data", name) for name in SUBVERBS)]:
+        assert main([*verb, "--help"]) == 0
+        if "KEY=VALUE" in capsys.readouterr().out:
+            taking.append(verb)
+    assert taking == list(RECIPE_VERBS)
+
+
+@pytest.mark.parametrize("verb", list(RECIPE_VERBS), ids=" ".join)
+def test_overrides_go_anywhere_among_a_recipe_verbs_options(verb):
+    from tune.cli import parse_verb_args
+
+    groups = RECIPE_VERBS[verb]
+    options = [arg for group in groups for arg in group]
+    overrides = ["a.b=1", "c.d=2"]
+    interleaved = ["tiny/sft-lora"]
+    for index in range(max(len(groups), len(overrides))):
+        interleaved += [*(groups[index] if index < len(groups) else []), *overrides[index:index + 1]]
+    lines = [
+        ["tiny/sft-lora", *overrides, *options],
+        ["tiny/sft-lora", *options, *overrides],
+        [*options, "tiny/sft-lora", *overrides],
+        interleaved,  # tune data preview R -n 2 a.b=1 --json c.d=2
+    ]
+    for line in lines:
+        args = parse_verb_args([*verb, *line])
+        assert (args.recipe, args.overrides) == ("tiny/sft-lora", overrides), line
+        assert getattr(args, "json", None) is ("--json" in options or None), line
+        assert getattr(args, "n", None) == (2 if "-n" in options else None), line
+
+
+def test_validate_applies_an_override_given_after_json(capsys):
+    assert main(["validate", "tiny/sft-lora", "--json", "train.seed=9", "data.max_seq_len=256"]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert resolved["train"]["seed"] == 9 and resolved["data"]["max_seq_len"] == 256
+
+
 def test_validate_bad_recipe_exits_2_with_problem_lines_and_no_traceback(write_recipe):
     path = write_recipe("model:\n  name: tiny-llm-jp-4-8b\ndata:\n  datasets:\n    - path: tune:samples/demo-chat.jsonl\ntrain:\n  lrr: 1\n")
     result = subprocess.run([sys.executable, "-m", "tune", "validate", str(path), "train.seed=-1"], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_verb_parser(name: str) -> argparse.ArgumentParser:
-    """The parser of verb ``name``; options may come before, between or after ``KEY=VALUE`` overrides."""
+    """The parser of verb ``name`` (``parse_verb_args`` parses with it: options may come before,
+    between or after ``KEY=VALUE`` overrides)."""
     func, help_text = VERBS[name]
     parser = argparse.ArgumentParser(prog=f"tune {name}", description=help_text)
     if name == "data":
@@ -194,6 +195,20 @@ def build_verb_parser(name: str) -> argparse.ArgumentParser:
     return parser
 
 
+def parse_verb_args(argv: list[str]) -> argparse.Namespace:
+    """The arguments of `tune VERB ...` (``argv[0]`` a verb of ``VERBS``), its handler in `func`.
+
+    Every verb's options may come before, between or after its positionals, so a recipe's
+    KEY=VALUE overrides go anywhere on the line (`tune validate R --json k=v`, `tune data preview
+    R -n 10 k=v`). Raises SystemExit as argparse does: help printed, or a usage error."""
+    verb_parser = build_verb_parser(argv[0])
+    if argv[0] == "data":
+        from tune.cli_data import parse_args
+
+        return parse_args(verb_parser, argv[1:])
+    return verb_parser.parse_intermixed_args(argv[1:])
+
+
 def _unknown_verb(argv: list[str]) -> str | None:
     """A message for a first argument that is no verb (with a suggestion), else None."""
     if not argv or argv[0].startswith("-") or argv[0] in VERBS:
@@ -216,9 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         if argv and argv[0] in VERBS:
-            verb_parser = build_verb_parser(argv[0])
-            parse = verb_parser.parse_args if argv[0] == "data" else verb_parser.parse_intermixed_args
-            args = parse(argv[1:])
+            args = parse_verb_args(argv)
         else:
             parser.parse_args(argv)  # prints help for -h, refuses anything else
             parser.print_help(sys.stderr)

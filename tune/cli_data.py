@@ -2,8 +2,10 @@
 
 `ls` and the card part of `show` read YAML only (no torch). `show` renders one sample row with
 the tiny twin's tokenizer (its Harmony template renders exactly like LLM-jp-4's official one),
-and `preview` prepares the recipe's data with the recipe's own tokenizer, as `tune run` would.
-Supervised text is shown green on a terminal and wrapped in ⟦ ⟧ otherwise.
+and `preview` prepares the recipe's data with the recipe's own tokenizer and its method's sample
+builder, as `tune run` would: SFT samples, or DPO pairs (the prompt, then the chosen and the
+rejected answer). Text that carries the loss is shown green on a terminal and wrapped in ⟦ ⟧
+otherwise.
 """
 
 from __future__ import annotations
@@ -15,16 +17,54 @@ import sys
 from tune.errors import UserError
 
 
+def _ls_arguments(parser: argparse.ArgumentParser) -> None:
+    """`tune data ls` takes no argument."""
+
+
+def _show_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="card name (see `tune data ls`)")
+
+
+def _preview_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe file, or a shipped recipe name")
+    parser.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="override a recipe key, e.g. data.max_seq_len=512 (anywhere on the line)")
+    parser.add_argument("-n", type=int, default=3, help="samples (DPO: pairs) to show (default 3)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per sample (DPO: per pair), then one with the stats")
+
+
+# The sub-verbs of `tune data`: help line and the function that adds their arguments.
+SUBVERBS = {
+    "ls": ("table of the dataset cards", _ls_arguments),
+    "show": ("a card and one of its samples with the supervised tokens marked", _show_arguments),
+    "preview": ("the recipe's mixture as it will be trained (SFT samples, or DPO pairs)", _preview_arguments),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    verbs = parser.add_subparsers(dest="data_verb", metavar="ls|show|preview", required=True)
-    verbs.add_parser("ls", help="table of the dataset cards")
-    show = verbs.add_parser("show", help="a card and one of its samples with the supervised tokens marked")
-    show.add_argument("name", help="card name (see `tune data ls`)")
-    preview = verbs.add_parser("preview", help="the recipe's mixture as it will be trained")
-    preview.add_argument("recipe", help="recipe file, or a shipped recipe name")
-    preview.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE")
-    preview.add_argument("-n", type=int, default=3, help="samples to show (default 3)")
-    preview.add_argument("--json", action="store_true", help="one JSON object per sample, then one with the stats")
+    """The sub-verbs of `tune data` as sub-parsers of ``parser``: what `tune data --help` lists and
+    how a missing or unknown sub-verb is refused. ``parse_args`` parses a sub-verb's own line."""
+    verbs = parser.add_subparsers(dest="data_verb", metavar="|".join(SUBVERBS), required=True)
+    for name, (help_text, add) in SUBVERBS.items():
+        add(verbs.add_parser(name, help=help_text, description=help_text))
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The arguments of `tune data ARGV` (``parser`` built by ``add_arguments``), its handler in `func`.
+
+    A sub-verb's options may come before, between or after its positionals, so `tune data preview
+    RECIPE -n 10 data.on_bad_row=error` takes the override as `tune run` does. Without a known
+    sub-verb first, ``parser`` parses: it prints help, or refuses with argparse's usage error.
+    Raises SystemExit as argparse does."""
+    if not argv or argv[0] not in SUBVERBS:
+        return parser.parse_args(argv)
+    name = argv[0]
+    help_text, add = SUBVERBS[name]
+    sub = argparse.ArgumentParser(prog=f"{parser.prog} {name}", description=help_text)
+    add(sub)
+    args = sub.parse_intermixed_args(argv[1:])
+    args.data_verb, args.func = name, cmd_data
+    return args
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -105,43 +145,82 @@ def _show_sample(card) -> None:
 
 
 def _print_marked(tokenizer, input_ids, labels) -> None:
-    from tune.data.preview import marked_text, run_texts
+    from tune.data.preview import run_texts
+
+    _print_runs(run_texts(tokenizer, input_ids, labels))
+
+
+def _print_runs(texts: list[tuple[bool, str]]) -> None:
+    """Print ``(supervised?, text)`` runs: supervised ones green on a terminal, wrapped in ⟦ ⟧ otherwise."""
+    from tune.data.preview import mark_runs
 
     if not sys.stdout.isatty():
-        print(marked_text(tokenizer, input_ids, labels))
+        print(mark_runs(texts))
         return
     from rich.console import Console
     from rich.text import Text
 
     text = Text()
-    for supervised, piece in run_texts(tokenizer, input_ids, labels):
+    for supervised, piece in texts:
         text.append(piece, style="bold green" if supervised else None)
     Console(highlight=False).print(text)
 
 
 def _preview(args) -> int:
+    """Prepare the recipe's data as `tune run` would (the sample builder of its method: SFT
+    conversations, or DPO pairs) and show the first ``-n`` samples with what carries the loss
+    marked, then the data report; with ``--json``, one object per sample or pair, then the stats."""
     from tune.recipe import load_recipe
-    from tune.data.conversation_samples import CONVERSATION_SAMPLES
-    from tune.data.pipeline import prepare_data
-    from tune.data.preview import sample_record
+    from tune.data.pipeline import builder_for, prepare_data
     from tune.models.checkpoints import locate_checkpoint
     from tune.models.loading import load_tokenizer
 
+    if args.n < 0:
+        raise UserError(f"-n {args.n}: must be 0 or more (the samples to show)")
     loaded = load_recipe(args.recipe, args.overrides)
     recipe = loaded.recipe
     tokenizer = load_tokenizer(recipe, locate_checkpoint(recipe.model))
-    prepared = prepare_data(recipe, tokenizer, CONVERSATION_SAMPLES)
+    builder = builder_for(recipe)
+    prepared = prepare_data(recipe, tokenizer, builder)
     labels = [prepared.report.datasets[i].label for i in range(len(prepared.report.datasets))]
     shown = prepared.train.select(range(min(args.n, len(prepared.train))))
+    show = {"sft": _show_sample_row, "preference": _show_pair}[builder.kind]
+    for number, row in enumerate(shown, start=1):
+        show(tokenizer, row, labels[row["dataset"]], number, len(prepared.train), args.json)
     if args.json:
-        for row in shown:
-            print(json.dumps(sample_record(tokenizer, labels[row["dataset"]], row["input_ids"], row["labels"]), ensure_ascii=False))
         print(json.dumps({"stats": prepared.report.to_dict(), "cache_key": prepared.key}, ensure_ascii=False))
         return 0
-    for number, row in enumerate(shown, start=1):
-        print(f"--- sample {number} of {len(prepared.train)} ({labels[row['dataset']]}, {len(row['input_ids'])} tokens)")
-        _print_marked(tokenizer, row["input_ids"], row["labels"])
     print("---")
     for line in prepared.report.lines():
         print(line)
     return 0
+
+
+def _show_sample_row(tokenizer, row, label: str, number: int, total: int, as_json: bool) -> None:
+    """One SFT sample: the rendered text with its supervised runs marked, or its JSON object."""
+    from tune.data.preview import sample_record
+
+    if as_json:
+        print(json.dumps(sample_record(tokenizer, label, row["input_ids"], row["labels"]), ensure_ascii=False))
+        return
+    print(f"--- sample {number} of {total} ({label}, {len(row['input_ids'])} tokens)")
+    _print_marked(tokenizer, row["input_ids"], row["labels"])
+
+
+def _show_pair(tokenizer, row, label: str, number: int, total: int, as_json: bool) -> None:
+    """One DPO pair: the prompt (no loss), then the chosen and the rejected answer (all loss), or its JSON object."""
+    from tune.data.preview import pair_record, pair_runs
+
+    if as_json:
+        print(json.dumps(pair_record(tokenizer, label, row["prompt_ids"], row["chosen_ids"], row["rejected_ids"]),
+                         ensure_ascii=False))
+        return
+    prompt, chosen, rejected = pair_runs(tokenizer, row["prompt_ids"], row["chosen_ids"], row["rejected_ids"])
+    print(f"--- pair {number} of {total} ({label}; prompt {len(row['prompt_ids'])} tokens, "
+          f"chosen {len(row['chosen_ids'])}, rejected {len(row['rejected_ids'])})")
+    print("prompt:")
+    _print_runs([(False, prompt)])
+    print("chosen:")
+    _print_runs(chosen)
+    print("rejected:")
+    _print_runs(rejected)

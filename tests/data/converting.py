@@ -22,3 +22,16 @@ def convert_dataset(entry: dict, folder: Path, on_bad_row: str = "skip") -> tupl
     Path(folder).mkdir(parents=True, exist_ok=True)
     converted = convert_source(source, converter, stats, on_bad_row, Path(folder) / "records.arrow")
     return [record_from_json(text) for _, text in read_records(converted)], stats
+
+
+def system_object(effort="high"):
+    """An LLM-jp-4 SFT row's Harmony system message: one `system_content` object with the reasoning effort."""
+    return {"role": "system", "content": [{
+        "type": "system_content", "model_identity": "You are LLM-jp-4.", "reasoning_effort": effort,
+        "conversation_start_date": "2025-11-20", "knowledge_cutoff": "2025-06",
+        "channel_config": {"valid_channels": ["analysis", "commentary", "final"], "channel_required": True}}]}
+
+
+def blocks(text):
+    """Content as the LLM-jp-4 SFT rows hold it: a list of text blocks."""
+    return [{"type": "text", "text": text}]

@@ -97,6 +97,21 @@ def test_samples_include_an_edge_case(name, tmp_path):
     assert any(is_edge_case(card, raw, record) for raw, record in zip(rows, records))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_samples_hold_each_listed_shape_and_no_other(name, tmp_path):
+    card = load_card(name)
+    _, stats = converted(card, tmp_path)
+    assert set(stats.shapes) == {shape.name for shape in card.shapes}
+
+
+def test_cards_read_both_ways_say_so_and_how_sure_they_are():
+    seen = {name: {shape.name: shape.confidence for shape in load_card(name).shapes}
+            for name in ("oasst2-33k-ja", "llm-jp-4-8b-thinking-dpo", "llm-jp-4-32b-a3b-thinking-dpo")}
+    assert seen == {"oasst2-33k-ja": {"role_content": "likely", "from_value": "unknown"},
+                    "llm-jp-4-8b-thinking-dpo": {"strings": "unknown", "harmony": "unknown"},
+                    "llm-jp-4-32b-a3b-thinking-dpo": {"strings": "unknown", "harmony": "unknown"}}
+
+
 def test_llmjp4_samples_carry_thinking_and_reasoning_effort(tmp_path):
     for name in NAMES:
         card = load_card(name)
@@ -147,6 +162,12 @@ def valid_card_dict(**changes):
     ({"samples": "../x.jsonl"}, "samples"),
     ({"provenance": {"relation": "llmjp5", "confidence": "likely", "source": "x"}}, "provenance.relation"),
     ({"provenance": {"relation": "other", "confidence": "sure", "source": "x"}}, "provenance.confidence"),
+    ({"shapes": [{"name": "harmony", "confidence": "likely", "source": "x"}]}, "converter `sharegpt` reads no shape 'harmony'"),
+    ({"shapes": [{"name": "from_value", "confidence": "likely", "source": "x"}] * 2}, "listed twice"),
+    ({"shapes": [{"name": "from_value", "confidence": "sure", "source": "x"}]}, "shapes.0.confidence"),
+    ({"shapes": [{"name": "from_value", "confidence": "likely", "source": ""}]}, "shapes.0.source"),
+    ({"shapes": [{"name": "from_value", "confidence": "likely"}]}, "shapes.0.source"),
+    ({"shapes": []}, "shapes"),
 ])
 def test_card_schema_refuses(changes, message):
     with pytest.raises(ValueError) as caught:
@@ -158,4 +179,8 @@ def test_card_fields_must_be_stated_even_when_unknown():
     data = valid_card_dict()
     del data["revision"]
     with pytest.raises(ValueError, match="revision"):
+        Card.model_validate(data)
+    data = valid_card_dict()
+    del data["shapes"]
+    with pytest.raises(ValueError, match="shapes"):
         Card.model_validate(data)

@@ -11,22 +11,12 @@ from tune.data.converters import CONVERTERS, get_converter
 from tune.data.records import BadRow, Conversation, Preference, Text
 from tune.data.rows import UnreadableFile, read_rows, row_location
 from tune.errors import UserError
-from tests.data.converting import convert_dataset
+from tests.data.converting import blocks, convert_dataset, system_object
 
 
 def convert(name, row, fields=None):
     return get_converter(name)(row, fields)
 
-
-def system_object(effort="high"):
-    return {"role": "system", "content": [{
-        "type": "system_content", "model_identity": "You are LLM-jp-4.", "reasoning_effort": effort,
-        "conversation_start_date": "2025-11-20", "knowledge_cutoff": "2025-06",
-        "channel_config": {"valid_channels": ["analysis", "commentary", "final"], "channel_required": True}}]}
-
-
-def blocks(text):
-    return [{"type": "text", "text": text}]
 
 
 # --- registry ---------------------------------------------------------------------------------
@@ -56,6 +46,33 @@ def test_field_mapping_refuses_fields_the_converter_does_not_read():
     with pytest.raises(ValueError, match="no field 'question'"):
         get_converter("alpaca").resolve_fields({"question": "q"})
     assert get_converter("alpaca").resolve_fields({"input": "context"})["input"] == "context"
+
+
+def test_every_converter_names_its_shapes_the_usual_one_first():
+    assert {name: c.shapes for name, c in CONVERTERS.items()} == {
+        "messages": ("messages",), "llmjp4_sft": ("harmony",), "sharegpt": ("from_value", "role_content"),
+        "alpaca": ("alpaca",), "preference": ("strings", "messages", "harmony"), "text": ("text",)}
+
+
+@pytest.mark.parametrize("shapes", [(), ("a", "a")])
+def test_a_converter_refuses_no_shape_or_a_shape_twice(shapes):
+    import dataclasses
+
+    with pytest.raises(ValueError, match="shapes"):
+        dataclasses.replace(get_converter("text"), shapes=shapes)
+
+
+@pytest.mark.parametrize("name, row, shape", [
+    ("messages", {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}, "messages"),
+    ("llmjp4_sft", {"messages": [{"role": "user", "content": [{"type": "text", "text": "q"}]},
+                                 {"role": "assistant", "channel": "final", "content": [{"type": "text", "text": "a"}]}]}, "harmony"),
+    ("alpaca", {"instruction": "i", "output": "o"}, "alpaca"),
+    ("text", {"text": "t"}, "text"),
+])
+def test_single_shape_converters_report_their_shape(name, row, shape):
+    converter = get_converter(name)
+    converted = converter.read(row, converter.resolve_fields())
+    assert converted.shape == shape and converted.record == converter(row)
 
 
 # --- messages ---------------------------------------------------------------------------------
@@ -239,6 +256,52 @@ def test_sharegpt_bad_rows(turns, reason, field):
     assert field in caught.value.detail
 
 
+def test_sharegpt_reads_role_content_turns_as_their_own_shape():
+    sharegpt = get_converter("sharegpt")
+    row = {"conversations": [{"role": "User", "content": "東京の天気は？"},
+                             {"role": "assistant", "content": "", "tool_calls": [
+                                 {"type": "function", "function": {"name": "weather", "arguments": "{\"city\": \"Tokyo\"}"}}]},
+                             {"role": "tool", "content": "晴れ", "tool_call_id": "c1"},
+                             {"role": "gpt", "content": "晴れです。", "thinking": "結果を伝える", "name": "bot"}]}
+    converted = sharegpt.read(row, sharegpt.resolve_fields())
+    assert converted.shape == "role_content"
+    assert converted.record == Conversation((
+        {"role": "user", "content": "東京の天気は？"},
+        {"role": "assistant", "content": "", "tool_calls": [{"name": "weather", "arguments": {"city": "Tokyo"}}]},
+        {"role": "tool", "content": "晴れ"},
+        {"role": "assistant", "content": "晴れです。", "thinking": "結果を伝える"},
+    ))
+    from_value = {"conversations": [{"from": "human", "value": "東京の天気は？"}, {"from": "gpt", "value": "晴れです。"}]}
+    assert sharegpt.read(from_value, sharegpt.resolve_fields()).shape == "from_value"
+
+
+def test_sharegpt_the_same_conversation_in_either_shape_is_the_same_record():
+    turns = [("human", "user", "q"), ("gpt", "assistant", "a"), ("human", "user", "q2"), ("gpt", "assistant", "a2")]
+    from_value = {"conversations": [{"from": f, "value": v} for f, _, v in turns], "system": "s"}
+    role_content = {"conversations": [{"role": r, "content": v} for _, r, v in turns], "system": "s"}
+    assert convert("sharegpt", from_value, {"system": "system"}) == convert("sharegpt", role_content, {"system": "system"})
+
+
+@pytest.mark.parametrize("turns, reason, field", [
+    ([{"from": "human", "value": "q"}, {"role": "assistant", "content": "a"}], "unknown_shape",
+     "conversations[0] is a from/value turn but conversations[1] is a role/content turn"),
+    ([{"from": "human", "value": "q", "role": "user"}, {"from": "gpt", "value": "a"}], "unknown_shape",
+     "conversations[0] has both"),
+    ([{"content": "q"}, {"role": "assistant", "content": "a"}], "missing_field", "conversations[0].role is missing"),
+    ([{"role": "user"}, {"role": "assistant", "content": "a"}], "missing_field", "conversations[0].content is missing"),
+    ([{"role": "user", "content": [{"type": "text", "text": "q"}]}, {"role": "assistant", "content": "a"}],
+     "non_string_content", "conversations[0].content"),
+    ([{"role": "narrator", "content": "x"}], "unknown_role", "conversations[0].role"),
+    ([{"role": "user", "content": "q", "thinking": "t"}, {"role": "assistant", "content": "a"}],
+     "thinking_not_assistant", "conversations[0]"),
+])
+def test_sharegpt_role_content_and_mixed_bad_rows(turns, reason, field):
+    with pytest.raises(BadRow) as caught:
+        convert("sharegpt", {"conversations": turns})
+    assert caught.value.reason == reason
+    assert field in caught.value.detail
+
+
 # --- alpaca -----------------------------------------------------------------------------------
 
 def test_alpaca_joins_instruction_and_input_with_a_blank_line():
@@ -313,6 +376,69 @@ def test_preference_from_message_lists_and_mapped_columns():
     ({"prompt": [{"role": "user", "content": "q", "thinking": "t"}], "chosen": "a", "rejected": "b"}, "thinking_not_assistant", "prompt[0]"),
 ])
 def test_preference_bad_rows(row, reason, field):
+    with pytest.raises(BadRow) as caught:
+        convert("preference", row)
+    assert caught.value.reason == reason
+    assert field in caught.value.detail
+
+
+def harmony_answer(thinking, final):
+    return [{"role": "assistant", "channel": "analysis", "content": blocks(thinking)},
+            {"role": "assistant", "channel": "final", "content": blocks(final)}]
+
+
+def test_preference_reads_harmony_parts_keeping_thinking_and_the_prompts_reasoning_effort():
+    row = {"messages": [system_object("High"), {"role": "user", "content": blocks("1+1は？")},
+                        {"role": "assistant", "channel": "analysis", "content": blocks("足す。")},
+                        {"role": "assistant", "channel": "final", "content": blocks("2")},
+                        {"role": "user", "content": blocks("2+2は？")}],
+           "chosen_response": harmony_answer("足し算。", "4"),
+           "rejected_response": [{"role": "assistant", "content": [{"type": "text", "text": "5"}, {"type": "text", "text": "です"}]}]}
+    preference = get_converter("preference")
+    fields = preference.resolve_fields({"prompt": "messages", "chosen": "chosen_response", "rejected": "rejected_response"})
+    converted = preference.read(row, fields)
+    assert converted.shape == "harmony"
+    assert converted.record == Preference(
+        ({"role": "user", "content": "1+1は？"}, {"role": "assistant", "content": "2", "thinking": "足す。"},
+         {"role": "user", "content": "2+2は？"}),
+        ({"role": "assistant", "content": "4", "thinking": "足し算。"},),
+        ({"role": "assistant", "content": "5です"},),
+        "high")
+
+
+@pytest.mark.parametrize("row, shape", [
+    ({"prompt": "p", "chosen": "a", "rejected": "b"}, "strings"),
+    ({"prompt": [{"role": "user", "content": "p"}], "chosen": "a", "rejected": "b"}, "strings"),
+    ({"prompt": "p", "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"}, "messages"),
+    ({"prompt": "p", "chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}, "messages"),
+    ({"prompt": "p", "chosen": harmony_answer("t", "a"), "rejected": "b"}, "harmony"),
+    ({"prompt": [{"role": "user", "content": blocks("p")}], "chosen": "a", "rejected": "b"}, "harmony"),
+])
+def test_preference_shape_is_detected_per_row(row, shape):
+    preference = get_converter("preference")
+    assert preference.read(row, preference.resolve_fields()).shape == shape
+
+
+@pytest.mark.parametrize("row, reason, field", [
+    ({"prompt": "p", "chosen": [{"role": "assistant", "channel": "analysis", "content": blocks("t")}], "rejected": "b"},
+     "empty_assistant", "chosen[0] is an analysis message"),
+    ({"prompt": "p", "chosen": [{"role": "assistant", "channel": "commentary", "content": blocks("{}")}], "rejected": "b"},
+     "bad_channel", "chosen[0].channel"),
+    ({"prompt": "p", "chosen": [system_object(), {"role": "assistant", "content": blocks("a")}], "rejected": "b"},
+     "role_order", "chosen[0] is a system message"),
+    ({"prompt": "p", "chosen": "a", "rejected": [{"role": "assistant", "content": blocks("b")},
+                                                   {"role": "system", "content": {"model_identity": "x"}}]},
+     "role_order", "rejected[1] is a system message"),
+    ({"prompt": [{"role": "user", "content": [{"type": "image", "url": "x"}]}], "chosen": "a", "rejected": "b"},
+     "bad_content_block", "prompt[0].content[0]"),
+    ({"prompt": [system_object("max"), {"role": "user", "content": blocks("q")}], "chosen": "a", "rejected": "b"},
+     "bad_reasoning_effort", "prompt[0].content.reasoning_effort"),
+    ({"prompt": "p", "chosen": harmony_answer("t", "same"), "rejected": harmony_answer("t", "same")},
+     "identical_pair", "identical"),
+    ({"prompt": "p", "chosen": [{"role": "user", "channel": "final", "content": blocks("a")}], "rejected": "b"},
+     "role_order", "chosen[0]"),
+])
+def test_preference_harmony_bad_rows(row, reason, field):
     with pytest.raises(BadRow) as caught:
         convert("preference", row)
     assert caught.value.reason == reason
@@ -419,6 +545,37 @@ def test_converting_in_error_mode_stops_at_the_first_bad_row_with_its_location(a
     with pytest.raises(UserError) as caught:
         convert_dataset({"path": str(alpaca_file), "format": "alpaca"}, tmp_path, on_bad_row="error")
     assert str(caught.value).startswith(f"{alpaca_file}:line 2: bad row (missing_field): `output` is missing")
+
+
+def test_converting_counts_rows_per_shape_and_the_report_shows_an_unusual_mix(tmp_path):
+    from tune.data.report import DataReport
+
+    path = tmp_path / "chat.jsonl"
+    rows = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}]} for i in range(2)]
+    rows += [{"conversations": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
+             {"conversations": [{"from": "human", "value": "q"}, {"role": "assistant", "content": "a"}]}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    records, stats = convert_dataset({"path": str(path), "format": "sharegpt"}, tmp_path / "out")
+    assert len(records) == 3
+    assert dict(stats.shapes) == {"from_value": 2, "role_content": 1} and stats.default_shape == "from_value"
+    assert dict(stats.bad_rows) == {"unknown_shape": 1}
+    assert stats.bad_examples["unknown_shape"][0].startswith(f"{path}:line 4: conversations[0] is a from/value turn")
+    report = DataReport([stats])
+    assert "  rows by shape: from_value 2, role_content 1" in report.lines()
+    again = DataReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again.datasets[0].shapes == stats.shapes and again.datasets[0].default_shape == "from_value"
+    assert again.lines() == report.lines()
+
+
+def test_the_report_lists_shapes_only_when_rows_are_not_all_in_the_usual_one(tmp_path):
+    from tune.data.report import DataReport
+
+    usual = tmp_path / "usual.jsonl"
+    usual.write_text(json.dumps({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}) + "\n")
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"conversations": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
+    lines = DataReport([convert_dataset({"path": str(f), "format": "sharegpt"}, tmp_path / f.stem)[1] for f in (usual, other)]).lines()
+    assert [line for line in lines if "by shape" in line] == ["  rows by shape: role_content 1"]
 
 
 def test_an_unknown_bad_row_policy_is_refused():

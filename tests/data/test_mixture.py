@@ -80,3 +80,13 @@ def test_shares_must_cover_every_dataset_and_add_up_to_one():
         data({"share": 0.5}, {})
     with pytest.raises(ValueError, match="add up to 0.9"):
         data({"share": 0.5}, {"share": 0.4})
+
+
+def test_per_dataset_eval_split_holds_out_each_datasets_first_rows_as_ft_llm_2026():
+    """ft-llm-2026 (tuning/sft_dataset.py): dev = each dataset's first min(max_dev_samples, int(n x ratio)) rows."""
+    a, b = [conv(f"a{i}") for i in range(50)], [conv(f"b{i}") for i in range(2000)]
+    mixture, stats = mix([a, b], data({}, {}, eval_fraction=0.1, eval_max_rows=100, eval_split="per_dataset"))
+    assert [r for _, r in mixture.eval] == a[:5] + b[:100]
+    assert (stats[0].held_out, stats[1].held_out) == (5, 100)
+    assert not {record_key(r) for _, r in mixture.eval} & {record_key(r) for _, r in mixture.train}
+    assert len(mixture.train) == 45 + 1900

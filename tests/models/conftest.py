@@ -1,8 +1,9 @@
 """Fixtures for the tokenizer and chat-template tests.
 
-LLM-jp-4's real tokenizer assets are never copied into the repository: the tests read them
-from ``../shared/llmjp4-tokenizer`` next to the repository, or from the folder named by
-``$TUNE_LLMJP4_TOKENIZER_DIR``, and skip only when that folder does not exist.
+LLM-jp-4's official tokenizer assets (Apache-2.0; LICENSE and NOTICE.md beside them) are vendored
+unchanged in ``tests/assets/llmjp4-tokenizer``, so the fidelity tests run on every clean clone and
+never skip: a missing folder or file fails the test that needs it. ``$TUNE_LLMJP4_TOKENIZER_DIR``
+points them at another copy of the same files instead (e.g. a newer release being checked).
 """
 
 from __future__ import annotations
@@ -13,23 +14,29 @@ from pathlib import Path
 import pytest
 
 ASSET_DIR_ENV = "TUNE_LLMJP4_TOKENIZER_DIR"
+VENDORED_ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "llmjp4-tokenizer"
 
 
 def llmjp4_asset_dir() -> Path:
-    """Where LLM-jp-4's tokenizer assets are expected (the folder may be absent)."""
+    """The folder holding LLM-jp-4's tokenizer assets: ``$TUNE_LLMJP4_TOKENIZER_DIR`` when set,
+    else the vendored ``tests/assets/llmjp4-tokenizer``.
+
+    Raises ``FileNotFoundError`` naming the folder (and how it was chosen) when it does not exist;
+    it never skips.
+    """
     override = os.environ.get(ASSET_DIR_ENV)
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "llmjp4-tokenizer"
+    path = Path(override) if override else VENDORED_ASSET_DIR
+    if not path.is_dir():
+        how = (f"${ASSET_DIR_ENV} points at it; unset it to use the vendored copy" if override else
+               "the vendored copy is missing from this checkout; restore tests/assets/llmjp4-tokenizer from git")
+        raise FileNotFoundError(f"LLM-jp-4 tokenizer assets not found at {path} ({how})")
+    return path
 
 
 @pytest.fixture(scope="session")
 def llmjp4_dir() -> Path:
-    """The asset folder; skips the test when it does not exist."""
-    path = llmjp4_asset_dir()
-    if not path.is_dir():
-        pytest.skip(f"LLM-jp-4 tokenizer assets not found at {path} (set {ASSET_DIR_ENV})")
-    return path
+    """The asset folder (fails, never skips, when it does not exist)."""
+    return llmjp4_asset_dir()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 Both templates are rendered through ``tokenizer.apply_chat_template`` (transformers' own jinja
 environment, with its ``strftime_now``, ``raise_exception`` and ``tojson``) for conversations
 without tool definitions, with every keyword the official template reads. The official file
-comes from ../shared/llmjp4-tokenizer (see conftest.py); the comparisons skip without it.
+is vendored in tests/assets/llmjp4-tokenizer (see conftest.py); the comparisons never skip.
 """
 
 from __future__ import annotations

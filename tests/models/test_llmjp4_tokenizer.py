@@ -1,8 +1,8 @@
 """LLM-jp-4's fast tokenizer, built from its SentencePiece model, encodes exactly as SentencePiece.
 
 Reference: ``sentencepiece.SentencePieceProcessor`` on the same ``.model`` (the encoder the
-model's pre-training data went through). Assets come from ../shared/llmjp4-tokenizer (see
-conftest.py); every test here skips when that folder is absent.
+model's pre-training data went through). The assets are vendored in tests/assets/llmjp4-tokenizer
+(see conftest.py); no test here skips: a missing asset fails.
 """
 
 from __future__ import annotations
@@ -193,6 +193,37 @@ def test_sentencepiece_user_symbols_option_matches_sentencepiece_on_them_too(llm
     assert tokenizer("<pad>", add_special_tokens=False).input_ids == [609, 4]  # "▁", <|endoftext|>
 
 
+# Where a special-token name sits in message content (docs/literal-control-strings.md).
+NAME_CONTEXTS = ("{0}", "see {0} here", "x{0}{0}y", "「{0}」の意味", "`{0}`\n")
+
+
+def test_special_token_names_read_as_text_encode_like_sentencepiece(llmjp4_tokenizer, llmjp4_sp):
+    # Names not matched (split_special_tokens: how tune encodes message content): each of the 352
+    # <|...|> names is ordinary text, piece for piece as SentencePiece reads it (it does not know
+    # these names). SentencePiece's own names of ids 3-351 (<pad>, <EOD>, <RESERVED_003>) are left
+    # out on purpose: SentencePiece turns them into ids, tune reads them as text (test above).
+    names = {i: token.content for i, token in llmjp4_tokenizer.added_tokens_decoder.items()}
+    assert sorted(names) == list(range(352))
+    texts = [context.format(name) for name in names.values() for context in NAME_CONTEXTS]
+    encoded = llmjp4_tokenizer(texts, add_special_tokens=False, split_special_tokens=True).input_ids
+    assert [(text, ids) for text, ids in zip(texts, encoded) if ids != llmjp4_sp.encode(text)] == []
+    assert all(i >= 352 for ids in encoded for i in ids)
+    # Matched (the default, what the chat template's own control tokens need): each name is its id.
+    assert [llmjp4_tokenizer(name, add_special_tokens=False).input_ids for name in names.values()] == [[i] for i in names]
+
+
+def test_saved_tokenizer_reads_names_as_text_only_when_asked(tmp_path, llmjp4_tokenizer, llmjp4_sp):
+    # What consumers load (save_pretrained, then plain transformers): names read as text still
+    # encode as SentencePiece does; by default a name in the text is its control id.
+    from transformers import AutoTokenizer
+
+    llmjp4_tokenizer.save_pretrained(tmp_path)
+    saved = AutoTokenizer.from_pretrained(tmp_path)
+    text = "Harmony closes a message with <|end|>, a reply with <|return|> and a call with <|call|>."
+    assert saved(text, add_special_tokens=False, split_special_tokens=True).input_ids == llmjp4_sp.encode(text)
+    assert [i for i in saved(text, add_special_tokens=False).input_ids if i < 352] == [11, 2, 13]
+
+
 def test_folder_with_tokenizer_json_is_loaded_directly(tmp_path, llmjp4_tokenizer, llmjp4_dir, llmjp4_sp):
     # A published-style tokenizer.json whose post-processor adds nothing: bos still comes from
     # the config's add_bos_token, and the chat template from the config when no .jinja exists.
@@ -252,3 +283,28 @@ def test_sentencepiece_features_it_cannot_reproduce_are_refused(tmp_path, llmjp4
     shutil.copy(llmjp4_dir / "tokenizer_config.json", tmp_path)
     with pytest.raises(ValueError, match="cannot convert this SentencePiece model exactly: remove_extra_whitespaces"):
         build_fast_tokenizer_from_assets(tmp_path)
+
+
+# The vendored assets, byte for byte as published (llm-jp/llm-jp-tokenizer 925b87aa2b55): a changed
+# file would make every fidelity test above compare against something that is not LLM-jp-4's.
+VENDORED_SHA256 = {
+    "LICENSE": "8198fdaea7582b717b715a1eb6e38f726f526815681cc1af8f9dd3a7f172d0fd",
+    "chat_template.jinja": "5d5e57261aef30a188c6fe8ac74e02de777f7e16a846485780d758f21f3e4093",
+    "llm-jp-tokenizer_ver4.0_alpha1.0.model": "954fa47c753decffdba93f6cddf5eeda7964a99e2c4496c2cda0c95a84aa33ec",
+    "special_tokens_map.json": "1b031761a2ba4d98b731b79d9c432bc37fe3f7704857147bc2b4388bc8c5ad20",
+    "tokenizer_config.json": "55aa3a433cbbde451a88b449dd46e5cacda76ed79a09347f105f6b08f438e5b2",
+}
+
+
+def test_vendored_assets_are_unchanged_and_carry_their_licence_and_notice():
+    import hashlib
+
+    from tests.models.conftest import VENDORED_ASSET_DIR
+
+    files = {path.name for path in VENDORED_ASSET_DIR.iterdir()}
+    assert files == {*VENDORED_SHA256, "NOTICE.md"}, f"{VENDORED_ASSET_DIR}: unexpected files {sorted(files)}"
+    for name, digest in VENDORED_SHA256.items():
+        assert hashlib.sha256((VENDORED_ASSET_DIR / name).read_bytes()).hexdigest() == digest, f"{name} was modified"
+    assert "Apache License" in (VENDORED_ASSET_DIR / "LICENSE").read_text(encoding="utf-8")
+    notice = (VENDORED_ASSET_DIR / "NOTICE.md").read_text(encoding="utf-8")
+    assert "llm-jp/llm-jp-tokenizer" in notice and "Apache-2.0" in notice and "vendored" in notice.lower()

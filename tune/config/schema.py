@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 LLMJP_SFT = "LLM-jp-4 8B SFT recipe (NeMo), published by LLM-jp"
 LLMJP_LORA = "LLM-jp's earlier LoRA recipes (llm-jp-sft)"
@@ -113,6 +113,20 @@ class LoraSection(Section):
         default=False,
         description="MoE models: also adapt the router (`mlp.gate`). Default false: the router keeps "
         "its pretrained balance.",
+    )
+    dora: bool = Field(
+        default=False,
+        description="DoRA (peft `use_dora`): split each adapted weight into a magnitude and a direction; "
+        "LoRA trains the direction and one learned magnitude per output feature of each adapted Linear "
+        "(that many more trainable parameters; slower steps than plain LoRA). Works with lora and qlora "
+        "(4-bit Linear layers); peft cannot give it to MoE fused experts or the router, so on a MoE model "
+        "it needs `experts: false` and `router: false` (refused at validation otherwise). Default false.",
+    )
+    rslora: bool = Field(
+        default=False,
+        description="Rank-stabilized LoRA (peft `use_rslora`): scale the adapter by alpha/sqrt(r) instead "
+        "of alpha/r, so higher ranks keep learning at the same learning rate. Independent of `dora`. "
+        "Default false (alpha/r).",
     )
 
 
@@ -364,10 +378,20 @@ class DataSection(Section):
         ge=0,
         lt=1,
         description="Share of the unique rows held out for evaluation, before upsampling; capped by "
-        "`eval_max_rows`. Default 0.1 (LLM-jp holds out min(1000, 10%)).",
+        "`eval_max_rows`. Default 0.1 (LLM-jp-3's instruct3 holds out min(1000, 10%); ft-llm-2026's 8B SFT "
+        "min(100, 10%) per dataset, see `eval_split`).",
     )
     eval_max_rows: int = Field(
-        default=1000, ge=0, description="Most rows held out for evaluation. Default 1000 (LLM-jp: min(1000, 10%))."
+        default=1000, ge=0, description="Most rows held out for evaluation (per dataset with `eval_split: per_dataset`). "
+        "Default 1000 (LLM-jp-3's instruct3: min(1000, 10%))."
+    )
+    eval_split: Literal["global", "per_dataset"] = Field(
+        default="global",
+        description="How eval rows are held out. `global`: min(`eval_max_rows`, `eval_fraction` x rows) drawn "
+        "with the seed from all datasets' rows together (LLM-jp-3's instruct3 holds out min(1000, 10%)). "
+        "`per_dataset`: each dataset holds out its first min(`eval_max_rows`, floor(`eval_fraction` x its "
+        "rows)) rows in source order, as LLM-jp's ft-llm-2026 SFT does with min(100, 10%) "
+        "(tuning/sft_dataset.py load_sft_datasets). Default `global`.",
     )
     mixture_size: int | None = Field(
         default=None,
@@ -375,10 +399,16 @@ class DataSection(Section):
         description="Training rows in the mixture when datasets use `share`. Default: the rows the "
         "datasets hold after the eval split.",
     )
-    packing: bool = Field(
-        default=False,
-        description="Pack several samples into each `max_seq_len` row, with position ids reset per "
-        "sample and attention kept within each sample. Default false.",
+    packing: Literal["none", "isolated", "concat"] = Field(
+        default="none",
+        description="How samples fill the training rows. `none`: one sample per row, batches padded. "
+        "`isolated`: several whole samples share one `max_seq_len` row, positions restart per sample and "
+        "no sample attends to another (docs/packing.md). `concat`: LLM-jp's own SFT packing "
+        "(ft-llm-2026 tuning/sft_dataset.py `chunk_stream`): every sample's tokens joined into one stream, "
+        "cut into windows of `max_seq_len` + 1 tokens that train `max_seq_len` next-token targets, "
+        "positions not reset, samples attending to the ones before them in the window, long samples split "
+        "across windows, the last partial window dropped (docs/llmjp-published-sft.md). `false` / `true` "
+        "are read as `none` / `isolated`. Default `none`.",
     )
     cache: bool = Field(
         default=True,
@@ -392,6 +422,14 @@ class DataSection(Section):
         description="Processes that render and tokenize samples while preparing data. The prepared data "
         "is byte-identical whatever the number (it is not part of the cache key). Default 1.",
     )
+
+    @field_validator("packing", mode="before")
+    @classmethod
+    def _packing_booleans(cls, value):
+        """Recipes written before the packing modes say `false` / `true`."""
+        if isinstance(value, bool):
+            return "isolated" if value else "none"
+        return value
 
     @model_validator(mode="after")
     def _shares_all_or_none(self) -> "DataSection":
@@ -428,6 +466,15 @@ class TrainSection(Section):
         description=f"Learning-rate schedule after warmup: `cosine` (to `min_lr`), `linear` (to 0), `constant`. Default `cosine` ({LLMJP_SFT}).",
     )
     warmup_steps: int = Field(default=20, ge=0, description=f"Linear warmup steps. Default 20 ({LLMJP_SFT}).")
+    min_lr_hold_steps: int = Field(
+        default=0,
+        ge=0,
+        description="With `scheduler: cosine`, hold `min_lr` for the last N optimizer steps: the cosine reaches "
+        "`min_lr` N steps before the end (NeMo's CosineAnnealing `constant_steps`, 100 in LLM-jp's ft-llm-2026 "
+        "8B SFT config tuning/configs/model/llmjp4-8b.yaml). The warmup is linear from 0, lr x step / "
+        "warmup_steps, the formula NeMo uses when constant_steps > 0 and transformers always uses. Default 0 "
+        "(no hold).",
+    )
     per_device_batch_size: int = Field(default=1, ge=1, description="Sequences per device per micro-step. Default 1.")
     grad_accumulation: int = Field(
         default=1, ge=1, description="Micro-steps per optimizer step (global batch = this x per-device batch x processes). Default 1."
@@ -464,6 +511,9 @@ class TrainSection(Section):
     def _min_lr_below_lr(self) -> "TrainSection":
         if self.lr is not None and self.min_lr is not None and self.min_lr > self.lr:
             raise ValueError(f"`train.min_lr` ({self.min_lr}) is above `train.lr` ({self.lr}); it must not be")
+        if self.min_lr_hold_steps and self.scheduler != "cosine":
+            raise ValueError(f"`train.min_lr_hold_steps` holds the cosine's minimum, and `train.scheduler` is "
+                             f"`{self.scheduler}`; set scheduler: cosine or min_lr_hold_steps: 0")
         return self
 
 
@@ -484,9 +534,12 @@ class OutputSection(Section):
 
 
 class LoggingSection(Section):
-    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+    report_to: list[Literal["tensorboard", "wandb", "mlflow", "trackio"]] = Field(
         default_factory=list,
-        description="Experiment trackers to report to, besides tune's own `metrics.jsonl`. Default: none.",
+        description="Experiment trackers to report to, besides tune's own `metrics.jsonl` and "
+        "`training_curve.svg` (passed as is to transformers' `report_to`; each tracker's own package "
+        "must be installed: `tensorboard`, `wandb`, `mlflow`, `trackio`; trackio logs to a local folder "
+        "unless its environment names a Space). Default: none.",
     )
     logging_steps: int = Field(default=10, ge=1, description="Log loss and throughput every N optimizer steps. Default 10.")
 

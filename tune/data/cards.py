@@ -2,10 +2,12 @@
 
 A card says where a dataset lives (Hugging Face id, config, revision, split), under which terms,
 what it is (kind, languages, approximate size, how it relates to LLM-jp's own training data and
-how sure we are), how to read it (a converter and its field mapping) and how much to weight it
-by default. Unknown facts are written as ``null`` (or ``unknown`` for the licence) with a note,
-never guessed. Next to each card lies ``<name>.samples.jsonl``: rows we wrote ourselves in the
-source's own schema, which tests and the offline demo convert.
+how sure we are), how to read it (a converter and its field mapping), which shapes of row its data
+has been seen in (each a shape its converter reads, with how sure that is and on what source) and
+how much to weight it by default. Unknown facts are written as ``null`` (or ``unknown`` for the
+licence) with a note, never guessed. Next to each card lies ``<name>.samples.jsonl``: rows we wrote ourselves in the
+source's own schema, which tests and the offline demo convert; they hold rows in every shape the
+card lists, and in no other.
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ class Provenance(Strict):
     source: str = Field(min_length=1, description="Where the relation is stated (file, page).")
 
 
+class ShapeSeen(Strict):
+    """One shape of row a card's data has been seen in: the `shapes:` items of a card."""
+
+    name: str = Field(description="A shape the card's converter reads (its `shapes`, tune.data.converters).")
+    confidence: Literal["confirmed", "likely", "unknown"] = Field(
+        description="confirmed: the dataset's files or page, or its publisher's own code reading it, show it; likely: "
+                    "third-party code or summaries of this dataset show it; unknown: assumed (from a sibling set, from "
+                    "related code), not seen.")
+    source: str = Field(min_length=1, description="Where the shape is seen or why it is assumed (file, page, code).")
+
+
 class Card(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="Lowercase, digits, hyphens (dots inside version numbers); the file stem.")
     hf_id: str | None = Field(description="Hugging Face dataset id; null when the data is not on the Hub.")
@@ -59,6 +72,8 @@ class Card(Strict):
     languages: list[str] = Field(min_length=1)
     kind: Literal["sft", "preference", "text"]
     source: ConverterSpec
+    shapes: list[ShapeSeen] = Field(min_length=1, description="The shapes of row the data has been seen in, "
+                                    "with how sure that is; the samples hold rows in each of them.")
     default_weight: float = Field(gt=0, description="Upsampling factor (1 = each row once).")
     approx_rows: int | None = Field(ge=0, description="Approximate number of rows in the split, or null when unknown.")
     provenance: Provenance
@@ -79,6 +94,13 @@ class Card(Strict):
         converter.resolve_fields(self.source.fields)
         if converter.kind != self.kind:
             raise ValueError(f"kind is {self.kind!r} but converter `{converter.name}` makes {converter.kind!r} records")
+        names = [shape.name for shape in self.shapes]
+        for name in names:
+            if name not in converter.shapes:
+                raise ValueError(f"shapes: converter `{converter.name}` reads no shape {name!r}; "
+                                 f"its shapes are {', '.join(converter.shapes)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"shapes: a shape is listed twice ({', '.join(names)})")
         if self.samples is None:
             self.samples = f"{self.name}.samples.jsonl"
         return self
@@ -126,4 +148,4 @@ def card_samples_path(card: Card) -> Path:
     return cards_dir() / (card.samples or f"{card.name}.samples.jsonl")
 
 
-__all__ = ["Card", "CardError", "card_names", "card_samples_path", "cards_dir", "load_card"]
+__all__ = ["Card", "CardError", "ShapeSeen", "card_names", "card_samples_path", "cards_dir", "load_card"]

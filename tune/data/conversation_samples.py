@@ -6,6 +6,7 @@ each turn's end marker included; `data.train_on: last_assistant` keeps only the 
 
 Length (`data.max_seq_len`): `overlong: drop` drops a longer sample; `truncate` cuts it (counted as
 truncated) and drops it when no supervised token is left (counted as "no supervised token left").
+With `data.packing: concat` every sample is kept whole: tune.data.concat_windows cuts the stream.
 Padding figures: unpacked (batches of `train.per_device_batch_size` padded to their longest) and,
 with `data.packing`, packed (0 by construction) with how full the packed rows are.
 """
@@ -29,7 +30,7 @@ class ConversationSamples(SampleBuilder[LabelledSample]):
     what = "a conversation"
     takes = "conversations (sft cards, or messages / llmjp4_sft / sharegpt / alpaca files)"
     none_left = "no trainable sample left"
-    version = 1
+    version = 2  # 2: special-token names in messages are text (docs/literal-control-strings.md)
 
     def render(self, tokenizer, record: Conversation, data: DataSection):
         return render_text(tokenizer, record, data)
@@ -38,6 +39,8 @@ class ConversationSamples(SampleBuilder[LabelledSample]):
         return tokenize_texts(tokenizer, rendered, data)
 
     def fit(self, sample: LabelledSample, data: DataSection) -> tuple[LabelledSample | None, int]:
+        if data.packing == "concat":  # windows split long samples; a sample without loss still gives context
+            return sample, 0
         flags = 0
         if len(sample.input_ids) > data.max_seq_len:
             if data.overlong == "drop":
@@ -65,7 +68,7 @@ class ConversationSamples(SampleBuilder[LabelledSample]):
 
         max_len, batch = recipe.data.max_seq_len, recipe.train.per_device_batch_size
         report.padding_fraction = padding_fraction(lengths, max_len, batch, packed=False)
-        if recipe.data.packing:
+        if recipe.data.packing == "isolated":
             summary = packing_summary(lengths, max_len)  # refuses what packing would cut or drop
             report.packed_padding_fraction = 0.0  # the padding-free collator pads nothing (tune.data.packing)
             report.packed_fill = 1 - summary.unused_tail_fraction

@@ -2,9 +2,11 @@
 
 Each row goes through the source's converter (tune.data.converters) and becomes one record,
 written as JSON (``record_json``) with its 16-byte duplicate key (``record_digest``), in source
-order. Bad rows never vanish: with ``data.on_bad_row: skip`` each is counted by reason in the
-dataset's stats, the first few with their location (``file:line N`` for .jsonl, ``file:row N``
-otherwise); with ``error`` the first one stops preparation with a UserError naming it.
+order; the shape the converter found each row in is counted in the dataset's stats (``shapes``,
+the converter's usual shape as ``default_shape``). Bad rows never vanish: with
+``data.on_bad_row: skip`` each is counted by reason in the dataset's stats, the first few with
+their location (``file:line N`` for .jsonl, ``file:row N`` otherwise); with ``error`` the first
+one stops preparation with a UserError naming it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def convert_source(source: Source, converter: Converter, stats: DatasetStats, on
     Refuses (UserError) the first bad row when ``on_bad_row`` is ``error``.
     """
     writer = BatchWriter(path, RECORDS_SCHEMA)
+    stats.default_shape = converter.shapes[0]
     try:
         for location, row in source.rows():
             stats.rows_read += 1
@@ -51,7 +54,7 @@ def convert_source(source: Source, converter: Converter, stats: DatasetStats, on
             try:
                 if isinstance(row, BadRow):
                     raise row
-                record = converter.convert(row, source.fields)
+                converted = converter.read(row, source.fields)
             except BadRow as bad:
                 if on_bad_row == "error":
                     raise UserError(
@@ -60,7 +63,8 @@ def convert_source(source: Source, converter: Converter, stats: DatasetStats, on
                     ) from None
                 stats.add_bad_row(bad.reason, location, bad.detail)
                 continue
-            writer.append((record_json(record), record_digest(record)))
+            stats.shapes[converted.shape] += 1
+            writer.append((record_json(converted.record), record_digest(converted.record)))
     finally:
         count = writer.close()
         if progress is not None:

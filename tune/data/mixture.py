@@ -7,7 +7,9 @@ given the recipe seed:
 1. exact duplicates removed (``data.dedup``), across datasets too: the first in recipe order stays;
 2. each dataset shuffled, then cut to ``max_rows``;
 3. eval rows held out from the pooled unique rows *before* any upsampling, so an upsampled row
-   never sits on both sides: min(``eval_max_rows``, floor(``eval_fraction`` x rows));
+   never sits on both sides: min(``eval_max_rows``, floor(``eval_fraction`` x rows)) drawn over all
+   datasets (``eval_split: global``), or each dataset's first min(``eval_max_rows``,
+   floor(``eval_fraction`` x its rows)) rows in source order, taken before step 2 (``per_dataset``);
 4. weighting: a ``weight`` w repeats a dataset's rows int(w) times and draws round(frac(w) x n)
    more; with ``share``s the mixture holds ``mixture_size`` rows (default: all rows left), each
    dataset's count fixed by its share (largest remainders), its rows cycled when it is short;
@@ -55,10 +57,12 @@ def build_mixture(keys: list[np.ndarray], stats: list[DatasetStats], data: DataS
     rng = random.Random(seed)
     offsets = np.concatenate([[0], np.cumsum([len(k) for k in keys], dtype=np.int64)]).astype(np.int64)
     pools = _deduplicate(keys, stats) if data.dedup else [array("q", range(len(k))) for k in keys]
+    held = _hold_out_first_rows(pools, stats, data) if data.eval_split == "per_dataset" else []
     for pool, entry in zip(pools, data.datasets):
         rng.shuffle(pool)
         del pool[entry.max_rows or len(pool):]
-    held = _hold_out(pools, stats, data, rng)
+    if data.eval_split == "global":
+        held = _hold_out(pools, stats, data, rng)
     train = _weight(pools, data, rng, offsets)
     for index, pool_train in enumerate(_counts_by_dataset(train, offsets)):
         stats[index].train_rows += pool_train
@@ -102,6 +106,18 @@ def _hold_out(pools: list[array], stats: list[DatasetStats], data: DataSection, 
         removed = set(positions)
         pools[index] = array("q", (row for j, row in enumerate(pool) if j not in removed))
         stats[index].held_out = len(positions)
+    return held
+
+
+def _hold_out_first_rows(pools: list[array], stats: list[DatasetStats], data: DataSection) -> list[tuple[int, int]]:
+    """`eval_split: per_dataset`: each dataset's first min(``eval_max_rows``, floor(``eval_fraction`` x its
+    rows)) rows in source order, as LLM-jp's ft-llm-2026 splits its dev set (tuning/sft_dataset.py)."""
+    held = []
+    for index, pool in enumerate(pools):
+        count = min(data.eval_max_rows, math.floor(data.eval_fraction * len(pool)))
+        held += [(index, row) for row in pool[:count]]
+        del pool[:count]
+        stats[index].held_out = count
     return held
 
 

@@ -8,6 +8,7 @@
                        by the data kind's SampleBuilder:               tune.data.conversation_samples (sft)
                                                                        tune.data.preference_samples (preference)
     train / eval:      samples in mixture order, report counts         tune.data.assembly     (step 4)
+                       with `packing: concat`, cut into windows        tune.data.concat_windows
     cache:             keyed by what shapes the result                 tune.data.cache
 
 Rows stream through Arrow files at every step, so memory stays flat as the corpus grows;
@@ -39,6 +40,7 @@ from tune.data.prepared import PreparedData
 from tune.data.preference_samples import PREFERENCE_SAMPLES
 from tune.data.preparation_progress import Progress
 from tune.data.build_samples import build_samples
+from tune.data.concat_windows import write_windows
 from tune.data.report import DataReport, DatasetStats
 from tune.data.sample_builder import SampleBuilder
 from tune.data.sources import Source, open_source
@@ -99,12 +101,22 @@ def _build(recipe: Recipe, tokenizer, builder: SampleBuilder, sources: list[Sour
     ]
     mixture = build_mixture([read_keys(c) for c in converted], stats, data, recipe.train.seed)
     built = build_samples(converted, mixture, builder, tokenizer, data, [s.label for s in stats], work, data.num_proc)
-    sets = assemble(mixture, built, builder, stats, folder / cache.TRAIN_FILE, folder / cache.EVAL_FILE)
-    shutil.rmtree(work)
-    if not sets.train_samples:
-        raise UserError(f"data: {builder.none_left} after preparation:\n" + "\n".join(DataReport(stats).lines()))
+    concat = data.packing == "concat"
+    train_path, eval_path = folder / cache.TRAIN_FILE, folder / cache.EVAL_FILE
+    sets = assemble(mixture, built, builder, stats, work / "train-samples.arrow" if concat else train_path,
+                    work / "eval-samples.arrow" if concat else eval_path)
     report = DataReport(stats, eval_samples=sets.eval_samples)
-    builder.add_padding_figures(report, sets.train_lengths, recipe)
+    if concat:
+        train_windows = write_windows(work / "train-samples.arrow", train_path, data.max_seq_len)
+        eval_windows = write_windows(work / "eval-samples.arrow", eval_path, data.max_seq_len)
+        report.add_windows(train_windows, eval_windows.kept)
+    shutil.rmtree(work)
+    if not (report.windows if concat else sets.train_samples):
+        raise UserError(f"data: {builder.none_left} after preparation:\n" + "\n".join(report.lines()))
+    if concat:
+        report.padding_fraction = 0.0  # every window is max_seq_len + 1 tokens
+    else:
+        builder.add_padding_figures(report, sets.train_lengths, recipe)
     return report
 
 

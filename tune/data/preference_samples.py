@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from tune.config.schema import DataSection, Recipe
-from tune.data.chat_masks import IGNORE_INDEX, TemplateMaskError, tokenize_rendered
+from tune.data.chat_masks import IGNORE_INDEX, RenderedChat, TemplateMaskError, tokenize_rendered
 from tune.data.records import Preference
 from tune.data.render import template_kwargs
 from tune.data.report import DataReport
@@ -62,12 +62,12 @@ class PreferenceSamples(SampleBuilder[PreferenceSample]):
     what = "a preference pair"
     takes = "preference pairs (preference cards, or `format: preference` files)"
     none_left = "no preference pair left"
-    version = 1
+    version = 2  # 2: names in messages are text; a pair's own reasoning effort
 
     def check_options(self, data: DataSection) -> None:
-        if data.packing:
-            raise UserError("data.packing: DPO does not pack (TRL's DPOTrainer pads each chosen/rejected pair); "
-                            "set data.packing=false")
+        if data.packing != "none":
+            raise UserError(f"data.packing: {data.packing}: DPO does not pack (TRL's DPOTrainer pads each "
+                            "chosen/rejected pair); set data.packing=none")
 
     def render(self, tokenizer, record: Preference, data: DataSection):
         return render_pair(tokenizer, record, data)
@@ -106,37 +106,39 @@ class PreferenceSamples(SampleBuilder[PreferenceSample]):
 PREFERENCE_SAMPLES = PreferenceSamples()
 
 
-def render_pair(tokenizer, record: Preference, data) -> tuple[tuple[str, tuple[int, int]], tuple[str, tuple[int, int]]]:
-    """The rendered texts of prompt + chosen and prompt + rejected, each cut after its answer, with
-    the answer's character span [start, end): the last assistant span of tune.data.chat_masks.
+def render_pair(tokenizer, record: Preference, data) -> tuple[RenderedChat, RenderedChat]:
+    """The renderings of prompt + chosen and prompt + rejected, each cut after its answer, with the
+    answer's character span [start, end) as its one span (the last assistant span of
+    tune.data.chat_masks) and the template's control tokens up to there (None when no message holds
+    a special-token name: names in content are text).
 
     Raises TemplateMaskError when the template renders text after the answer's end marker (the
     answer would not be scored whole) or renders the prompt differently for the two answers."""
     from tune.data.chat_masks import assistant_spans
 
-    kwargs = template_kwargs(data)
+    kwargs = template_kwargs(data, record)  # a pair that states its reasoning effort keeps it
     rendered = []
     for part, answer in (("chosen", record.chosen), ("rejected", record.rejected)):
-        full, spans = assistant_spans(tokenizer, [dict(m) for m in record.prompt + answer], kwargs)
+        full, spans, controls = assistant_spans(tokenizer, [dict(m) for m in record.prompt + answer], kwargs)
         start, end = spans[-1]
         if full[end:].strip():
             raise TemplateMaskError(
                 f"the chat template writes {full[end:end + 40]!r} after the {part} answer's end marker; "
                 "the answer cannot be scored as one completion"
             )
-        rendered.append((full[:end], (start, end)))
-    (chosen_text, (chosen_start, _)), (rejected_text, (rejected_start, _)) = rendered
-    if chosen_text[:chosen_start] != rejected_text[:rejected_start]:
+        kept = None if controls is None else tuple(control for control in controls if control[1] <= end)
+        rendered.append(RenderedChat(full[:end], [(start, end)], kept))
+    chosen, rejected = rendered
+    if chosen.text[:chosen.spans[0][0]] != rejected.text[:rejected.spans[0][0]]:
         raise TemplateMaskError("the chat template renders the prompt differently before the chosen and the "
                                 "rejected answer; DPO needs one shared prompt")
-    return rendered[0], rendered[1]
+    return chosen, rejected
 
 
 def tokenize_pairs(tokenizer, rendered: list) -> list[PreferenceSample]:
     """Ids for many ``render_pair`` results, encoded in one batch exactly as SFT encodes (no bos
     added; a token is in the answer when SFT would supervise it)."""
-    flat = [side for pair in rendered for side in pair]
-    labelled = tokenize_rendered(tokenizer, [(text, [span]) for text, span in flat])
+    labelled = tokenize_rendered(tokenizer, [side for pair in rendered for side in pair])
     samples = []
     for chosen, rejected in zip(labelled[0::2], labelled[1::2]):
         prompt_c, chosen_ids = _split(chosen)

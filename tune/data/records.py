@@ -4,7 +4,8 @@ A converter (tune.data.converters) turns one source row into one record:
 
 * ``Conversation``: messages for supervised fine-tuning, plus the reasoning effort when the row
   itself states one.
-* ``Preference``: a prompt and two answers, the preferred (``chosen``) and the other (``rejected``).
+* ``Preference``: a prompt and two answers, the preferred (``chosen``) and the other (``rejected``),
+  plus the reasoning effort when the row itself states one (a Harmony prompt's system object).
 * ``Text``: plain text for continued pre-training.
 
 A message is a dict ``{"role", "content"}`` with, on assistant messages only, an optional
@@ -34,6 +35,7 @@ BAD_ROW_REASONS: dict[str, str] = {
     "wrong_type": "a structural field has the wrong type (e.g. `messages` is not a list)",
     "non_string_content": "a text field (content, thinking, value, instruction, ...) is not a string",
     "unknown_role": "a message role (or sharegpt `from`) outside the known set",
+    "unknown_shape": "a row in none of the shapes its converter reads (e.g. sharegpt turns mixing from/value and role/content)",
     "role_order": "an impossible order of messages (e.g. system not first, assistant before any user)",
     "empty_conversation": "the message list is empty",
     "no_assistant": "no assistant message: nothing to train on",
@@ -42,8 +44,8 @@ BAD_ROW_REASONS: dict[str, str] = {
     "thinking_not_assistant": "a `thinking` field on a message that is not from the assistant",
     "tool_calls_not_assistant": "`tool_calls` on a message that is not from the assistant",
     "bad_tool_call": "a tool call without a string `name`, or with `arguments` neither object nor string",
-    "bad_content_block": "a content block that is not a text block (llmjp4_sft)",
-    "bad_channel": "an assistant channel other than analysis / final (llmjp4_sft)",
+    "bad_content_block": "a content block that is not a text block (Harmony messages: llmjp4_sft, preference)",
+    "bad_channel": "an assistant channel other than analysis / final (Harmony messages: llmjp4_sft, preference)",
     "bad_reasoning_effort": "a reasoning effort other than low / medium / high",
     "identical_pair": "chosen and rejected are the same answer",
     "empty_text": "a text record with no non-blank character",
@@ -73,6 +75,7 @@ class Preference:
     prompt: tuple[dict, ...]
     chosen: tuple[dict, ...]
     rejected: tuple[dict, ...]
+    reasoning_effort: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,7 @@ def _body(record: Record) -> dict:
         return {"kind": "sft", "messages": list(record.messages), "reasoning_effort": record.reasoning_effort}
     if isinstance(record, Preference):
         return {"kind": "preference", "prompt": list(record.prompt), "chosen": list(record.chosen),
-                "rejected": list(record.rejected)}
+                "rejected": list(record.rejected), "reasoning_effort": record.reasoning_effort}
     if isinstance(record, Text):
         return {"kind": "text", "text": record.text}
     raise TypeError(f"not a record: {type(record).__name__}")
@@ -270,5 +273,5 @@ def record_from_json(text: str) -> Record:
     if kind == "sft":
         return Conversation(tuple(body["messages"]), body["reasoning_effort"])
     if kind == "preference":
-        return Preference(tuple(body["prompt"]), tuple(body["chosen"]), tuple(body["rejected"]))
+        return Preference(tuple(body["prompt"]), tuple(body["chosen"]), tuple(body["rejected"]), body["reasoning_effort"])
     return Text(body["text"])

@@ -4,7 +4,8 @@
 `instruct_ja` uses tune's `templates/instruct_ja.jinja`. Both go through the tokenizer's
 `apply_chat_template`, and the labels come from tune.data.chat_masks (prefix rendering).
 The date and reasoning effort the recipe pins are passed as template variables; a row that
-carries its own reasoning effort (LLM-jp-4's SFT rows do) keeps it.
+carries its own reasoning effort (LLM-jp-4's SFT rows do) keeps it. Special-token names inside
+message content are encoded as text, never as control ids (tune.data.chat_masks).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from tune.config.schema import DataSection
-from tune.data.chat_masks import LabelledSample, assistant_spans, label_conversation, tokenize_rendered
-from tune.data.records import Conversation
+from tune.data.chat_masks import LabelledSample, RenderedChat, assistant_spans, label_conversation, tokenize_rendered
+from tune.data.records import Conversation, Preference
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -25,7 +26,7 @@ def template_text(name: str) -> str | None:
     return None if name == "chat" else (TEMPLATES_DIR / f"{name}.jinja").read_text(encoding="utf-8")
 
 
-def template_kwargs(data: DataSection, record: Conversation | None = None) -> dict:
+def template_kwargs(data: DataSection, record: Conversation | Preference | None = None) -> dict:
     """Variables for the template: pinned date, reasoning effort (the row's own first), template text."""
     kwargs = {
         "conversation_start_date": data.conversation_start_date,
@@ -47,8 +48,9 @@ def render_record(tokenizer, record: Conversation, data: DataSection) -> Labelle
     )
 
 
-def render_text(tokenizer, record: Conversation, data: DataSection) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered text of ``record`` and its assistant spans (see tune.data.chat_masks)."""
+def render_text(tokenizer, record: Conversation, data: DataSection) -> RenderedChat:
+    """The rendered text of ``record``, its assistant spans and where the template wrote control
+    tokens (a ``RenderedChat``, see tune.data.chat_masks)."""
     return assistant_spans(tokenizer, [dict(m) for m in record.messages], template_kwargs(data, record))
 
 

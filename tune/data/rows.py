@@ -1,7 +1,8 @@
 """Read the rows of a local data file, one JSON object per row, without judging their content.
 
 Supported: ``.jsonl`` (one object per line; blank lines skipped), ``.json`` (a list of objects),
-``.parquet``. Each row comes with its 0-based index: for ``.jsonl`` the index is the line number
+``.parquet`` (columns of Arrow's ``arrow.json`` type, which `datasets` writes for objects whose keys vary
+from row to row, are decoded back to objects). Each row comes with its 0-based index: for ``.jsonl`` the index is the line number
 minus one (blank lines keep their number), so messages say "line N" = index + 1; for the other
 formats it is the position in the file ("row N").
 
@@ -92,11 +93,40 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, dict | BadRow]]:
     except Exception as err:  # pyarrow raises several types for a damaged file
         raise UnreadableFile(f"{path}: not a readable parquet file ({err})") from None
 
+    decode = {field.name: _json_decoder(field.type) for field in parquet.schema_arrow}
+
     def rows():
         index = 0
         for batch in parquet.iter_batches():
             for value in batch.to_pylist():
-                yield index, value
+                yield index, _decoded_row(value, decode, path, index)
                 index += 1
 
     return rows()
+
+
+def _json_decoder(arrow_type):
+    """A function turning a value of ``arrow_type`` as pyarrow gives it into the JSON it stands for, or None
+    when the type holds no ``arrow.json`` column: `datasets` writes objects whose keys differ from row to
+    row (Harmony content blocks, tool calls) as that canonical extension type, i.e. as JSON text."""
+    import pyarrow as pa
+
+    if isinstance(arrow_type, pa.BaseExtensionType) and arrow_type.extension_name == "arrow.json":
+        return lambda value: None if value is None else json.loads(value)
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
+        inner = _json_decoder(arrow_type.value_type)
+        return None if inner is None else (lambda value: None if value is None else [inner(v) for v in value])
+    if pa.types.is_struct(arrow_type):
+        fields = {arrow_type.field(i).name: _json_decoder(arrow_type.field(i).type) for i in range(arrow_type.num_fields)}
+        fields = {name: decode for name, decode in fields.items() if decode is not None}
+        if not fields:
+            return None
+        return lambda value: None if value is None else {k: (fields[k](v) if k in fields else v) for k, v in value.items()}
+    return None
+
+
+def _decoded_row(value: dict, decode: dict, path: Path, index: int) -> dict | BadRow:
+    try:
+        return {key: (decode[key](item) if decode.get(key) else item) for key, item in value.items()}
+    except json.JSONDecodeError as err:
+        return BadRow("invalid_json", f"row {index} holds a JSON column that is not valid JSON ({err.msg})")

@@ -5,7 +5,8 @@ PATH is a finished run folder (the adapter is applied to its base, unmerged; a f
 rendered with the tokenizer's chat template and ``add_generation_prompt=True``, with the
 ``data.conversation_start_date`` and ``data.reasoning_effort`` the run trained with (from its
 recipe.yaml; a folder without one uses the schema defaults), encoded without an added bos exactly
-as training encoded its samples. Generation stops at ``<|return|>`` / ``<|call|>``, or at an
+as training encoded its samples: a special-token name typed in a message (``<|end|>``) is text,
+never a control token (tune.data.chat_masks.encode_chat). Generation stops at ``<|return|>`` / ``<|call|>``, or at an
 ``<|end|>`` that closes a final message (tune.export.harmony), or after ``max_new_tokens``.
 
 What is printed: the final answer only; the model's thinking (the `analysis` channel) is hidden
@@ -58,15 +59,17 @@ class ChatSession:
         return system + self.messages + [{"role": "user", "content": user_text}]
 
     def prompt_ids(self, conversation: list[dict]) -> list[int]:
-        """Ids of ``conversation`` + the generation prompt, as the chat template renders them."""
-        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True, **self.template_kwargs)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Ids of ``conversation`` + the generation prompt, as the chat template renders them and as
+        training encodes them (special-token names in the messages are text)."""
+        from tune.data.chat_masks import encode_chat
+
+        return encode_chat(self.tokenizer, conversation, self.template_kwargs, add_generation_prompt=True)
 
     def reply(self, user_text: str, max_new_tokens: int = 256, temperature: float = 0.0, logits_processor=None) -> Reply:
         """Generate the assistant's answer to ``user_text`` and add both turns to the conversation."""
         import torch
 
-        from tune.export.harmony import eos_token_ids, make_stopping_criteria, parse_reply
+        from tune.export.harmony import eos_token_ids, make_stopping_criteria, parse_reply_ids
 
         prompt = self.prompt_ids(self.conversation(user_text))
         eos = eos_token_ids(self.tokenizer)
@@ -84,7 +87,7 @@ class ChatSession:
                 **sampling,
             )
         generated = output[0, len(prompt):].tolist()
-        parsed = parse_reply(self.tokenizer.decode(generated, skip_special_tokens=False))
+        parsed = parse_reply_ids(self.tokenizer, generated)
         stopped = ends_reply(self.tokenizer, generated)
         self.messages += [{"role": "user", "content": user_text}, {"role": "assistant", "content": parsed.final}]
         return Reply(parsed.final, parsed.thinking, prompt, generated, stopped, parsed.tool_calls)

@@ -98,14 +98,52 @@ class ParsedReply:
 def parse_reply(text: str) -> ParsedReply:
     """Split the text generated after ``<|start|>assistant`` (decoded with special tokens) into
     its final answer, its analysis (thinking) and its tool calls. Text with no message structure
-    at all (a model that never learned the format) is returned whole, special tokens removed."""
-    finals, thoughts, calls = [], [], []
+    at all (a model that never learned the format) is returned whole, special tokens removed.
+    A control-token name the model wrote as text cannot be told apart here: ``parse_reply_ids``
+    reads the ids instead."""
+    messages = []
     for segment in text.split(START):
         header, found, body = segment.partition(MESSAGE)
         if not found:
             continue
         for marker in END_MARKERS:
             body = body.split(marker, 1)[0]
+        messages.append((header, body))
+    return _classify(messages, lambda: re.sub(r"<\|[a-z_]+\|>", "", text).strip())
+
+
+def parse_reply_ids(tokenizer, ids: list[int]) -> ParsedReply:
+    """``parse_reply`` on the generated ids: the message structure comes from the control ids, and
+    each header and body is decoded on its own, so a control-token name the model wrote as text
+    (docs/literal-control-strings.md) stays in the answer instead of cutting it."""
+    start, message = token_id(tokenizer, START), token_id(tokenizer, MESSAGE)
+    ends = {token_id(tokenizer, marker) for marker in END_MARKERS}
+    messages, header, body, where = [], [], [], None  # where: None (between messages), "header" or "body"
+    for token in [start, *ids] if ids and ids[0] != start else ids:
+        if token == start:
+            if where is not None:
+                messages.append((header, body))
+            header, body, where = [], [], "header"
+        elif token == message and where == "header":
+            where = "body"
+        elif token in ends and where is not None:
+            messages.append((header, body))
+            where = None
+        elif where == "header":
+            header.append(token)
+        elif where == "body":
+            body.append(token)
+    if where is not None and where == "body":
+        messages.append((header, body))
+    decoded = [(tokenizer.decode(h, skip_special_tokens=False), tokenizer.decode(b, skip_special_tokens=False))
+               for h, b in messages]
+    return _classify(decoded, lambda: tokenizer.decode(ids, skip_special_tokens=True).strip())
+
+
+def _classify(messages: list[tuple[str, str]], whole) -> ParsedReply:
+    """Final answers, thinking and tool calls of (header, body) messages; ``whole()`` when there are none."""
+    finals, thoughts, calls = [], [], []
+    for header, body in messages:
         channel = message_channel(header)
         recipient = _RECIPIENT.search(header)
         if recipient and recipient.group(1) != "assistant":
@@ -115,5 +153,5 @@ def parse_reply(text: str) -> ParsedReply:
         elif channel in (None, "final", "commentary"):
             finals.append(body.strip())
     if not (finals or thoughts or calls):
-        return ParsedReply(re.sub(r"<\|[a-z_]+\|>", "", text).strip(), "")
+        return ParsedReply(whole(), "")
     return ParsedReply("\n".join(finals), "\n".join(thoughts), tuple(calls))

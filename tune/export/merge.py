@@ -7,12 +7,18 @@ What DIR receives:
       (``mlp.experts.{i}.gate_proj.weight`` ...) by transformers' own save conversion;
     - the tokenizer (tokenizer.json, tokenizer_config.json, chat_template.jinja): the run's own,
       with the run's template (tune's ``instruct_ja`` template replaces the chat template when
-      the run trained on it, so users of DIR prompt the way the model was trained);
+      the run trained on it, so users of DIR prompt the way the model was trained); plus the
+      SentencePiece model as ``tokenizer.model`` when the run's tokenizer source had one
+      (``final/``, else ``model.tokenizer``, else the base checkpoint folder);
     - generation_config.json: the base's, with bos / pad from the tokenizer and ``eos_token_id``
       = ``<|return|>`` and ``<|call|>`` (2 and 13; see tune.export.harmony for why ``<|end|>``,
       11, is not among them);
-    - README.md (the model card, tune.export.model_card) and recipe.yaml (the resolved recipe).
-DIR loads with plain ``AutoModelForCausalLM.from_pretrained(DIR)``: no tune, no peft.
+    - README.md (the model card, tune.training.model_card) and recipe.yaml (the resolved recipe);
+      ``final/training_curve.svg``, when the run has one, shown in the card.
+DIR loads with plain ``AutoModelForCausalLM.from_pretrained(DIR)``: no tune, no peft, in
+transformers 5 and 4.x alike: config.json and tokenizer_config.json are rewritten after saving
+(tune.training.consumer_compat: the legacy ``rope_theta`` / ``torch_dtype`` / ``num_experts`` keys,
+``tokenizer_class: PreTrainedTokenizerFast``, no load flags).
 
 Dtype (``--dtype``, default ``auto``): the recipe's ``model.dtype`` when it names one, else the
 dtype the base checkpoint is stored in (bfloat16 for the released LLM-jp-4 weights, float32 for
@@ -110,6 +116,15 @@ def generation_config_for(tokenizer, source: Path | None):
     return config
 
 
+def sentencepiece_sources(run: FinishedRun, base: Path | None) -> list[Path]:
+    """Folders that may hold the SentencePiece model of the run's tokenizer, best first: ``final/``,
+    the recipe's ``model.tokenizer``, the base checkpoint (``base``, else the folder the manifest
+    says training loaded)."""
+    loaded = (run.manifest.get("model") or {}).get("folder")
+    folders = [run.final, run.recipe.model.tokenizer, base, loaded]
+    return [Path(folder) for folder in folders if folder]
+
+
 def merge_run(run_dir: str | Path, out: str | Path, base: str | None = None, dtype: str = "auto", printer=print) -> MergeResult:
     """Export the finished run in ``run_dir`` into ``out`` (see the module docstring)."""
     out = Path(out)
@@ -120,7 +135,8 @@ def merge_run(run_dir: str | Path, out: str | Path, base: str | None = None, dty
     from tune.training.quiet import quiet_library_chatter
 
     quiet_library_chatter()
-    from tune.export.model_card import render_card
+    from tune.training.consumer_compat import make_portable
+    from tune.training.model_card import CURVE_FILE, write_card
 
     if run.is_adapter:
         printer(f"merging the {run.recipe.method.peft} adapter of {run.folder} into {base_folder} ({name})")
@@ -135,15 +151,18 @@ def merge_run(run_dir: str | Path, out: str | Path, base: str | None = None, dty
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        sentencepiece = make_portable(staging, sentencepiece_sources(run, base_folder))
         shutil.copyfile(run.folder / "recipe.yaml", staging / "recipe.yaml")
-        (staging / "README.md").write_text(
-            render_card(run.recipe, run.manifest, title=out.name, export_dtype=name, merged=run.is_adapter),
-            encoding="utf-8",
-        )
+        if (run.final / CURVE_FILE).is_file():
+            shutil.copyfile(run.final / CURVE_FILE, staging / CURVE_FILE)
+        write_card(staging, run.recipe, run.manifest, title=out.name, form="merged" if run.is_adapter else "full",
+                   export_dtype=name)
         if out.exists():
             out.rmdir()  # empty (checked above)
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if sentencepiece is not None:
+        printer(f"included the SentencePiece model {sentencepiece} as tokenizer.model")
     printer(f"saved a standalone model to {out} (load it with AutoModelForCausalLM.from_pretrained)")
     return MergeResult(out, run.is_adapter, name, base_folder)

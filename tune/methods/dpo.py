@@ -58,7 +58,7 @@ def build_dpo_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
     from tune.models.adapters import lora_config
     from tune.models.loading import load_model
     from tune.training.arguments import dpo_config, router_aux_coef
-    from tune.training.dpo_trainer import PretokenizedDPOTrainer
+    from tune.training.trainers import DpoTrainer
     from tune.training.progress import ProgressCallback
 
     started = time.perf_counter()
@@ -76,7 +76,7 @@ def build_dpo_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
         printer("model: reference = the same model with its adapters disabled (no second copy)")
     progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe))
     set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
-    trainer = PretokenizedDPOTrainer(
+    trainer = DpoTrainer(
         model=inputs.model,
         ref_model=reference,
         args=dpo_config(recipe, run_dir, has_eval=eval_set is not None),
@@ -85,6 +85,7 @@ def build_dpo_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
         processing_class=inputs.tokenizer,
         peft_config=lora_config(recipe),
         callbacks=[progress],
+        min_lr_hold_steps=recipe.train.min_lr_hold_steps,
     )
     return make_ready(recipe, run_dir, inputs, trainer, progress, started, printer)
 

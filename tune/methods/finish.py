@@ -3,10 +3,16 @@
 After ``trainer.train()``:
     - evaluation on the held-out rows, when there are any (its metrics go into the manifest);
     - ``final/``: the adapter (LoRA / QLoRA; its `base_model_name_or_path` names the hub id the run
-      started from, or the local folder) or the full model, plus the tokenizer and its chat template;
+      started from, or the local folder) or the full model, plus the tokenizer and its chat template
+      (and ``tokenizer.model`` when the tokenizer source had a SentencePiece model), its files
+      rewritten to load in transformers 4.x too (tune.training.consumer_compat), and tune's model
+      card as ``README.md`` (tune.training.model_card; written last, to show the training curve);
     - ``manifest.json``: versions, git commit, seed, data fingerprint and report, steps, wall time,
       tokens/s, final and mean train loss, final eval loss (and eval rewards for DPO), plus the
       method's own figures;
+    - ``training_curve.svg`` in the run folder and in ``final/``: loss and lr (DPO: also reward margin
+      and accuracy) against step, drawn from ``metrics.jsonl`` (tune.training.curve; none when no loss
+      was logged);
     - two printed lines: the run's final figures, and where the outputs are.
 """
 
@@ -22,9 +28,13 @@ from tune.models.checkpoints import Checkpoint
 
 def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
     """Save the trained model and tokenizer into ``run_dir/final``, write ``run_dir/manifest.json``
-    (with the method's ``extra`` fields, and the eval metrics when rows were held out) and return
-    the result."""
+    (with the method's ``extra`` fields, and the eval metrics when rows were held out), draw
+    ``run_dir/training_curve.svg`` (copied into ``final/``), write tune's model card as
+    ``final/README.md`` and return the result."""
+    from tune.training.curve import CURVE_FILE, curve_title, write_training_curve
+    from tune.training.consumer_compat import make_portable
     from tune.training.manifest import write_manifest
+    from tune.training.model_card import write_card
     from tune.training.progress import preference_figures
 
     ready = run.ready
@@ -35,6 +45,9 @@ def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
     final_dir = run_dir / "final"
     trainer.save_model(str(final_dir))
     inputs.tokenizer.save_pretrained(str(final_dir))
+    trainer.accelerator.wait_for_everyone()  # every process has saved: rewrite the files once, on the main one
+    if trainer.is_world_process_zero():
+        make_portable(final_dir, [Path(recipe.model.tokenizer) if recipe.model.tokenizer else inputs.checkpoint.folder])
     adapter = recipe.method.peft != "none"
     if adapter:
         point_adapter_at_base(final_dir, inputs.checkpoint, recipe.model.revision)
@@ -59,6 +72,8 @@ def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
         **run.extra,
         final_dir=str(final_dir),
     )
+    write_training_curve(progress.metrics_path, run_dir / CURVE_FILE, curve_title(recipe, run_dir), copy_to=[final_dir])
+    write_card(final_dir, recipe, manifest, title=run_dir.name, form="adapter" if adapter else "full")
     kind = "LoRA adapter" if adapter else "model"
     figures = preference_figures(progress.last_record).replace(" | ", ", ")
     printer(

@@ -41,20 +41,20 @@ def build_sft_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
 
     quiet_library_chatter()
     from transformers import set_seed
-    from trl import SFTTrainer
 
     from tune.methods.run_inputs import load_run_inputs
     from tune.methods.run_records import make_ready
     from tune.models.adapters import lora_config
     from tune.training.arguments import router_aux_coef, sft_config
     from tune.training.progress import ProgressCallback
+    from tune.training.trainers import SftTrainer
 
     started = time.perf_counter()
     inputs = load_run_inputs(recipe, run_dir, checkpoint, printer)
     data = inputs.data
     progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe))
     set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
-    trainer = SFTTrainer(
+    trainer = SftTrainer(
         model=inputs.model,
         args=sft_config(recipe, run_dir, has_eval=len(data.eval) > 0),
         train_dataset=data.train,
@@ -62,6 +62,7 @@ def build_sft_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
         processing_class=inputs.tokenizer,
         peft_config=lora_config(recipe),
         callbacks=[progress],
+        min_lr_hold_steps=recipe.train.min_lr_hold_steps,
     )
     return make_ready(recipe, run_dir, inputs, trainer, progress, started, printer)
 

@@ -12,6 +12,14 @@ Targets per architecture (`method.lora.targets: all-linear`):
 A LoRA of rank r on a Linear in->out adds r x (in + out) parameters; on a fused expert weight
 [E, out, in] peft stacks one pair per expert: r x E x (in + out) (shapes: tune.models.shapes).
 
+Variants, peft's own flags: `method.lora.dora` (peft `use_dora`) adds one magnitude per output
+feature of each adapted Linear (out more parameters; 4-bit Linear layers included). peft 0.21
+refuses DoRA on what it adapts as a parameter (``lora.ParamWrapper``): the fused experts
+(`target_parameters`) and, on transformers 5, the Qwen3-MoE router (no longer an nn.Linear, so
+peft rewrites the `gate` target into a parameter target); both are refused here, at validation.
+`method.lora.rslora` (peft `use_rslora`) only changes the scale (alpha/sqrt(r)): no refusal,
+no extra parameter.
+
 Pure python at import time (no torch): peft is imported only to build the config.
 """
 
@@ -56,7 +64,8 @@ def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
 
     Raises LoraTargetError (a UserError) naming `method.lora.*` for experts or router on a dense
     model, a target that matches no module of the architecture, a list naming MoE expert
-    projections or the router, and dropout with adapted experts (peft refuses it at wrap time).
+    projections or the router, dropout with adapted experts (peft refuses it at wrap time), and
+    DoRA with adapted experts or router (`method.lora.dora`; peft refuses it at wrap time).
     """
     lora = recipe.method.lora
     config = architecture_config(recipe)
@@ -91,22 +100,32 @@ def resolve_lora_targets(recipe: Recipe) -> LoraTargets | None:
     if parameters and lora.dropout:
         raise LoraTargetError("method.lora.dropout", f"{lora.dropout:g} with adapted MoE experts: peft applies no dropout "
                               "to fused expert weights (target_parameters); set method.lora.dropout: 0 or method.lora.experts: false")
-    return LoraTargets(modules, parameters, _trainable(config, modules, parameters, lora.r), parameter_count(config))
+    if lora.dora and parameters:
+        raise LoraTargetError("method.lora.dora", "peft gives DoRA to Linear layers only, not to the fused MoE experts "
+                              "(target_parameters); set method.lora.experts: false (DoRA on attention) or drop method.lora.dora")
+    if lora.dora and moe and "gate" in modules:
+        raise LoraTargetError("method.lora.dora", "peft cannot give DoRA to the MoE router (adapted as a parameter, "
+                              "not a Linear); set method.lora.router: false or drop method.lora.dora")
+    trainable = _trainable(config, modules, parameters, lora.r, lora.dora)
+    return LoraTargets(modules, parameters, trainable, parameter_count(config))
 
 
-def _trainable(config: dict, modules: tuple[str, ...], parameters: tuple[str, ...], rank: int) -> int:
+def _trainable(config: dict, modules: tuple[str, ...], parameters: tuple[str, ...], rank: int, dora: bool = False) -> int:
+    """Parameters LoRA adds: r x (in + out) per adapted Linear (+ out with DoRA's magnitude), r x E x (in + out)
+    per fused expert weight."""
     count = 0
     for index in range(config["num_hidden_layers"]):
         moe_layer = is_moe(config) and is_moe_layer(config, index)
         shapes = linear_shapes(config, moe_layer)
-        count += sum(rank * (shapes[m][0] + shapes[m][1]) for m in modules if m in shapes)
+        count += sum(rank * (shapes[m][0] + shapes[m][1]) + (shapes[m][1] if dora else 0) for m in modules if m in shapes)
         if moe_layer:
             count += sum(rank * e * (i + o) for name, (e, i, o) in expert_shapes(config).items() if name in parameters)
     return count
 
 
 def lora_config(recipe: Recipe):
-    """The peft LoraConfig for a lora/qlora recipe (None for full fine-tuning)."""
+    """The peft LoraConfig for a lora/qlora recipe (None for full fine-tuning): rank, alpha, dropout,
+    the resolved targets, and `dora` / `rslora` as peft's `use_dora` / `use_rslora`."""
     if recipe.method.peft == "none":
         return None
     from peft import LoraConfig
@@ -120,6 +139,8 @@ def lora_config(recipe: Recipe):
         lora_dropout=lora.dropout,
         target_modules=modules,
         target_parameters=list(targets.parameters) if targets and targets.parameters else None,
+        use_dora=lora.dora,
+        use_rslora=lora.rslora,
         task_type="CAUSAL_LM",
         bias="none",
     )
@@ -137,13 +158,18 @@ def check_adapted(model, recipe: Recipe) -> int:
 
 
 def lora_plan(recipe: Recipe) -> list[str]:
-    """Lines for `tune validate`: resolved LoRA targets and the trainable parameter count."""
+    """Lines for `tune validate`: resolved LoRA targets, the trainable parameter count (DoRA's
+    magnitudes included) and, when set, the variant (DoRA, rsLoRA and its scale)."""
     if recipe.method.peft == "none":
         return []
+    lora = recipe.method.lora
+    variants = (["DoRA"] if lora.dora else []) + ([f"rsLoRA (scale alpha/sqrt(r) = {lora.alpha / lora.r ** 0.5:g})"]
+                                                  if lora.rslora else [])
+    variant = [f"LoRA variant: {', '.join(variants)}"] if variants else []
     targets = resolve_lora_targets(recipe)
     if targets is None:
-        return [f"LoRA targets: {recipe.method.lora.targets} (resolved when the model loads: architecture unknown here)"]
+        return [f"LoRA targets: {lora.targets} (resolved when the model loads: architecture unknown here)", *variant]
     parts = ", ".join(targets.modules) + ("; experts: " + ", ".join(targets.parameters) if targets.parameters else "")
     share = targets.trainable / targets.total
     return [f"LoRA targets: {parts}",
-            f"trainable parameters: {targets.trainable:,} of {targets.total:,} ({share:.3%})"]
+            f"trainable parameters: {targets.trainable:,} of {targets.total:,} ({share:.3%})", *variant]

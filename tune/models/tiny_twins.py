@@ -4,8 +4,10 @@ A twin is built locally (never downloaded) from its preset: the config is the re
 the size keys scaled down, the weights are drawn from a fixed seed, and the tokenizer is the
 project's own small Unigram tokenizer with LLM-jp-4's special ids. The result is an ordinary
 Hugging Face checkpoint folder (config.json, model.safetensors, generation_config.json,
-tokenizer files with the chat template), so everything downstream (training, saving, loading in
-plain transformers) runs the same code as for the real 8B or 32B-A3B.
+tokenizer files with the chat template, and the SentencePiece model the tokenizer was converted
+from as ``tokenizer.model``, as a real checkpoint's SentencePiece tokenizer is), so everything
+downstream (training, saving, exporting, loading in plain transformers) runs the same code as for
+the real 8B or 32B-A3B.
 
 Twins are cached under ``$TUNE_CACHE`` (default ``~/.cache/tune``) in a folder named by a
 fingerprint of everything that shapes them; a changed preset, seed or tokenizer builds anew.
@@ -23,7 +25,7 @@ from tune.cache_dir import cache_root
 from tune.models.presets import Preset
 
 # Bump when the way twins are built changes in a way the fingerprint inputs do not show.
-TWIN_FORMAT_VERSION = 1
+TWIN_FORMAT_VERSION = 2  # 2: tokenizer.model added
 # Files whose content shapes the twin's tokenizer (relative to this folder).
 _TOKENIZER_SOURCES = (
     "tokenizer_tiny.py",
@@ -72,7 +74,7 @@ def _build_twin(preset: Preset, directory: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from tune.models.tokenizer_tiny import save_tiny_tokenizer
+    from tune.models.tokenizer_tiny import save_tiny_tokenizer, tiny_sentencepiece_model
 
     config_keys = dict(preset.config)
     model_type = config_keys.pop("model_type")
@@ -86,6 +88,7 @@ def _build_twin(preset: Preset, directory: Path) -> None:
     )
     model.save_pretrained(directory)
     save_tiny_tokenizer(directory)
+    (directory / "tokenizer.model").write_bytes(tiny_sentencepiece_model())
 
 
 def stop_token_ids() -> list[int]:

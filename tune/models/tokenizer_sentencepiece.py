@@ -4,9 +4,12 @@
 ``PreTrainedTokenizerFast`` (no remote code) from its files; :func:`sentencepiece_to_tokenizers`
 converts a SentencePiece model so that it encodes exactly as ``SentencePieceProcessor.encode``
 (the tiny twins' tokenizer uses it too). Unknown, control and user-defined pieces become special
-added tokens, never split; decoding a rendered chat gives it back. SentencePiece's user-defined
-symbol names in plain text (``<pad>``) stay plain text by default, as in the published
-tokenizer.json; ``sentencepiece_user_symbols=True`` maps them to their ids, as SentencePiece does.
+added tokens, matched whole in text; decoding a rendered chat gives it back. Read as text instead
+(``split_special_tokens``, how tune encodes message content), a special-token name is ordinary
+pieces, exactly as SentencePiece reads it: the model never matches those pieces against text.
+SentencePiece's user-defined symbol names in plain text (``<pad>``) stay plain text by default, as
+in the published tokenizer.json; ``sentencepiece_user_symbols=True`` maps them to their ids, as
+SentencePiece does.
 
 Refuses (ValueError) what has not been verified exact: anything but a Unigram model with an
 identity normalizer (no precompiled charsmap, ``remove_extra_whitespaces`` off, whitespace as
@@ -25,9 +28,9 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from transformers import PreTrainedTokenizerFast
 
 SPIECE_UNDERLINE = "▁"
-# Score of pieces that must never be matched against text (bytes, unused pieces). Any real
-# segmentation of their few ASCII characters scores far higher; the value only has to stay
-# finite and far below the lowest real score (LLM-jp-4: -20.4).
+# Score of pieces that must never be matched against text (bytes, unused and special pieces).
+# Any real segmentation of their few ASCII characters scores far higher; the value only has to
+# stay finite and far below the lowest real score (LLM-jp-4: -20.4).
 _NEVER_MATCH_SCORE = -1.0e4
 # Names of the special-token roles transformers knows, as tokenizer_config.json spells them.
 SPECIAL_TOKEN_ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -107,7 +110,11 @@ def sentencepiece_to_tokenizers(
         elif piece.type in (_BYTE, _UNUSED):
             vocab.append((name, _NEVER_MATCH_SCORE))
         else:  # unknown, control, user-defined: special tokens, split off before the model
-            vocab.append((name, 0.0))
+            # Text never reaches the model as one of these: a name the added vocabulary does not
+            # match (``split_special_tokens``) is ordinary text, as in SentencePiece. Only a
+            # rewritten user symbol (``sentencepiece_user_symbols``) is meant to reach it whole.
+            rewritten = sentencepiece_user_symbols and piece.type == _USER_DEFINED and name != piece.piece
+            vocab.append((name, 0.0 if rewritten else _NEVER_MATCH_SCORE))
             special_ids.append(i)
             if piece.type == _USER_DEFINED and name != piece.piece:
                 renamed_user_symbols[piece.piece] = name

@@ -111,6 +111,14 @@ def _train_sentencepiece() -> bytes:
     return model.getvalue()
 
 
+def tiny_sentencepiece_model() -> bytes:
+    """The serialized SentencePiece model the tiny tokenizer is converted from (trained afresh,
+    deterministic: the same bytes every call). A twin folder carries it as ``tokenizer.model``,
+    like a real checkpoint whose tokenizer comes from a SentencePiece model, so that exports
+    can be checked to pass it on (GGUF converters read ``tokenizer.model``)."""
+    return _train_sentencepiece()
+
+
 @functools.lru_cache(maxsize=1)
 def _tiny_tokenizer_json() -> str:
     """Train and convert once per process; the serialized ``tokenizers`` JSON."""

@@ -37,7 +37,9 @@ def router_aux_coef(recipe: Recipe) -> float | None:
 def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dict:
     """The TrainingArguments every method shares (SFTConfig and DPOConfig alike): schedule,
     optimizer, batch, precision, sequence length, evaluation, logging, checkpoints under
-    ``run_dir/checkpoints``, the MoE router aux-loss weight.
+    ``run_dir/checkpoints``, the MoE router aux-loss weight. `logging.report_to` goes to transformers'
+    `report_to` as is (its own tracker callbacks: tensorboard, wandb, mlflow, trackio), with the run
+    folder's name as the trackers' `run_name`.
 
     With ``has_eval`` (rows were held out) and `train.eval_steps`, evaluation runs every that
     many steps. Refuses (UserError) fp16 without a CUDA GPU.
@@ -69,13 +71,14 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
-        max_length=recipe.data.max_seq_len,
+        max_length=recipe.data.max_seq_len + (1 if recipe.data.packing == "concat" else 0),  # concat windows: tune.data.concat_windows
         eval_strategy="steps" if has_eval and train.eval_steps else "no",
         eval_steps=train.eval_steps,
         per_device_eval_batch_size=train.per_device_batch_size,
         logging_steps=recipe.logging.logging_steps,
         logging_first_step=True,
         report_to=list(recipe.logging.report_to) or "none",
+        run_name=run_dir.name,
         save_strategy="steps" if recipe.output.save_steps else "no",
         save_steps=recipe.output.save_steps or 500,
         save_total_limit=recipe.output.save_total_limit,
@@ -87,13 +90,15 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
 
 
 def sft_config(recipe: Recipe, run_dir: Path, has_eval: bool = False):
-    """The SFTConfig for ``recipe``: the shared arguments plus, with `data.packing`, the packing
-    arguments of tune.data.packing."""
+    """The SFTConfig for ``recipe``: the shared arguments plus, with `data.packing: isolated`, the
+    packing arguments of tune.data.packing (`concat` windows are prepared whole by tune.data: TRL
+    neither packs nor pads them)."""
     from trl import SFTConfig
 
     from tune.data.packing import packing_sft_config_kwargs
 
-    packing = packing_sft_config_kwargs(recipe.model.attn_implementation) if recipe.data.packing else {"packing": False}
+    isolated = recipe.data.packing == "isolated"
+    packing = packing_sft_config_kwargs(recipe.model.attn_implementation) if isolated else {"packing": False}
     return SFTConfig(**trainer_kwargs(recipe, run_dir, has_eval), **packing)
 
 

@@ -1,8 +1,12 @@
 """The registry of source-format converters, by name.
 
 Each converter lives in its own module and turns rows of one source schema into canonical
-records (tune.data.records). A recipe or card names one of ``CONVERTERS`` and may map its
-logical fields to other columns. The data pipeline applies them (tune.data.conversion).
+records (tune.data.records), saying for each row which of its shapes the row was in (a
+converter may read more than one shape of the same data, e.g. sharegpt's from/value and
+role/content turns). A null-valued key counts as an absent key at every depth, so rows read from
+parquet, Arrow or the Hub convert as the same rows read from JSONL (row_fields). A recipe or card
+names one of ``CONVERTERS`` and may map its logical fields to other columns. The data pipeline
+applies them (tune.data.conversion).
 """
 
 from __future__ import annotations

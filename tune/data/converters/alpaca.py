@@ -18,16 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tune.data.converters.row_fields import column, get_text, optional_system, require_object
-from tune.data.converters.base import Converter
+from tune.data.converters.row_fields import column, get_text, optional_system, source_row
+from tune.data.converters.base import Converted, Converter
 from tune.data.records import BadRow, Conversation, check_conversation
 
 SEPARATOR = "\n\n"
+SHAPE = "alpaca"  # the one shape: instruction / input / output columns
 
 
-def convert(row, fields: Mapping[str, str]) -> Conversation:
+def read(row, fields: Mapping[str, str]) -> Converted:
     """A two- (or three-, with system) message conversation; BadRow for a missing or empty part."""
-    row = require_object(row)
+    row = source_row(row)
     instruction = get_text(row, fields, "instruction")
     extra = get_text(row, fields, "input", required=False)
     output = get_text(row, fields, "output")
@@ -40,7 +41,7 @@ def convert(row, fields: Mapping[str, str]) -> Conversation:
     messages = [m for m, _ in head] + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     where = [w for _, w in head] + [column(fields, "instruction"), column(fields, "output")]
     check_conversation(messages, where)
-    return Conversation(tuple(messages))
+    return Converted(Conversation(tuple(messages)), SHAPE)
 
 
 CONVERTER = Converter(
@@ -48,6 +49,7 @@ CONVERTER = Converter(
     kind="sft",
     version=1,
     default_fields={"instruction": "instruction", "input": "input", "output": "output"},
-    convert=convert,
+    read=read,
+    shapes=(SHAPE,),
     optional_fields=("system",),
 )

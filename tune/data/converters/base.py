@@ -9,24 +9,47 @@ from tune.data.records import Record
 
 
 @dataclass(frozen=True)
+class Converted:
+    """The record of one source row and the name of the shape the row was in (one of its
+    converter's ``shapes``), which the data report counts."""
+
+    record: Record
+    shape: str
+
+
+@dataclass(frozen=True)
 class Converter:
     """One source format.
 
     ``default_fields`` maps each logical field the converter reads to the source column it reads
     it from by default; a card or recipe may point a logical field at another column.
     ``optional_fields`` are logical fields read only when mapped (e.g. ``system``).
-    ``version`` changes whenever the output for the same input changes (it is part of the data
-    cache key). ``convert(row, fields)`` returns a record or raises BadRow. Every default maps a
-    logical field to the column of the same name, so ``convert`` gives the same result whether it
-    is handed the merged mapping or only the overrides.
+    ``shapes`` names the shapes of row the converter reads, the usual one first; a converter that
+    reads one shape names that one. ``version`` changes whenever the output for the same input
+    changes (it is part of the data cache key). ``read(row, fields)`` detects the row's shape and
+    returns a ``Converted`` (record and shape) or raises BadRow, a row in none of the shapes
+    included; ``convert`` is ``read`` without the shape. Every default maps a logical field to the
+    column of the same name, so both give the same result whether handed the merged mapping or
+    only the overrides. A null-valued key counts as absent at every depth
+    (tune.data.converters.row_fields), so rows read from parquet, Arrow or the Hub convert exactly
+    as the same rows read from JSONL.
     """
 
     name: str
     kind: str
     version: int
     default_fields: dict[str, str]
-    convert: Callable[[dict, Mapping[str, str]], Record]
+    read: Callable[[dict, Mapping[str, str]], Converted]
+    shapes: tuple[str, ...]
     optional_fields: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.shapes or len(set(self.shapes)) != len(self.shapes):
+            raise ValueError(f"converter `{self.name}`: shapes must be distinct names, at least one; got {self.shapes!r}")
+
+    def convert(self, row, fields: Mapping[str, str]) -> Record:
+        """The record of ``row`` read with ``fields`` (raises BadRow)."""
+        return self.read(row, fields).record
 
     @property
     def logical_fields(self) -> tuple[str, ...]:

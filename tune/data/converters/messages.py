@@ -7,7 +7,8 @@
                   {"role": "tool", "content": "..."}, ...]}
 
 Roles: system, developer, user, assistant, tool. OpenAI-style tool calls are accepted and
-normalised (see _messages). Optional fields, read only when a card maps them:
+normalised, null keys dropped at every depth (tune.data.converters.message_lists). One shape,
+``messages``. Optional fields, read only when a card maps them:
 ``system`` (a column holding a system prompt, prepended when non-blank) and
 ``reasoning_effort`` (a column holding low / medium / high for the whole row).
 Datasets that keep the list in another column (``conversations`` in llm-jp/magpie-sft-v1.0)
@@ -18,21 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tune.data.converters.row_fields import column, get_list, get_text, optional_system, require_object
+from tune.data.converters.row_fields import column, get_list, get_text, optional_system, source_row
 from tune.data.converters.message_lists import canonical_messages
-from tune.data.converters.base import Converter
+from tune.data.converters.base import Converted, Converter
 from tune.data.records import REASONING_EFFORTS, BadRow, Conversation, check_conversation
 
+SHAPE = "messages"  # the one shape: a list of {role, content, ...} messages
 
-def convert(row, fields: Mapping[str, str]) -> Conversation:
+
+def read(row, fields: Mapping[str, str]) -> Converted:
     """The conversation in ``row``; BadRow when it breaks a rule of check_conversation."""
-    row = require_object(row)
+    row = source_row(row)
     head = optional_system(row, fields)
     messages, where = canonical_messages(get_list(row, fields, "messages"), column(fields, "messages"))
     messages = [m for m, _ in head] + messages
     where = [w for _, w in head] + where
     check_conversation(messages, where)
-    return Conversation(tuple(messages), reasoning_effort(row, fields))
+    return Converted(Conversation(tuple(messages), reasoning_effort(row, fields)), SHAPE)
 
 
 def reasoning_effort(row: dict, fields: Mapping[str, str]) -> str | None:
@@ -50,8 +53,9 @@ def reasoning_effort(row: dict, fields: Mapping[str, str]) -> str | None:
 CONVERTER = Converter(
     name="messages",
     kind="sft",
-    version=1,
+    version=2,  # 2: null keys inside tool-call arguments dropped
     default_fields={"messages": "messages"},
-    convert=convert,
+    read=read,
+    shapes=(SHAPE,),
     optional_fields=("system", "reasoning_effort"),
 )

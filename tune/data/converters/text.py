@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tune.data.converters.row_fields import column, get_text, require_object
-from tune.data.converters.base import Converter
+from tune.data.converters.row_fields import column, get_text, source_row
+from tune.data.converters.base import Converted, Converter
 from tune.data.records import BadRow, Text, check_text
 
+SHAPE = "text"  # the one shape: a text column
 
-def convert(row, fields: Mapping[str, str]) -> Text:
+
+def read(row, fields: Mapping[str, str]) -> Converted:
     """The row's text; BadRow when it is missing, not a string, or blank."""
-    row = require_object(row)
+    row = source_row(row)
     value = get_text(row, fields, "text")
     if not value.strip():
         raise BadRow("empty_text", f"`{column(fields, 'text')}` is blank")
     check_text(value)
-    return Text(value)
+    return Converted(Text(value), SHAPE)
 
 
-CONVERTER = Converter(name="text", kind="text", version=1, default_fields={"text": "text"}, convert=convert)
+CONVERTER = Converter(name="text", kind="text", version=1, default_fields={"text": "text"}, read=read, shapes=(SHAPE,))

@@ -1,25 +1,83 @@
-"""The model card (README.md) of an exported run: what it was tuned from, on what, how, and the result.
+"""The model card (README.md) of a run's model: what it was tuned from, on what, how, and the result.
+
+Written twice per run, each time for the folder it sits in (``form``):
+    - ``adapter``: a LoRA / QLoRA run's ``final/`` (tune.methods.finish), replacing peft's empty
+      template: the adapter, and how to apply it with peft;
+    - ``full``: a full fine-tuning run's ``final/``, and its ``tune merge`` export;
+    - ``merged``: the ``tune merge`` export of an adapter run (the adapter folded into the base).
 
 Every figure comes from the run's resolved recipe and its manifest.json, every licence from the
 dataset cards (tune.data.cards); nothing is guessed. A fact tune does not know (a plain data
 file's licence, the base model's licence) is said to be unknown, with what to check. The card
-starts with the Hugging Face front matter (base_model, datasets, tags) so the hub shows it.
+starts with the Hugging Face front matter (base_model, datasets, tags; ``library_name: peft`` for
+an adapter) so the hub shows it. When the folder holds ``training_curve.svg`` (tune.training.curve),
+the card shows it under the results.
 
-Pure python (no torch): it renders from plain data.
+:func:`render_card` is pure python (no torch): it renders from plain data; :func:`write_card` writes it.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tune.config.schema import DatasetEntry, Recipe
 from tune.models.presets import get_preset
 
+FORMS = ("adapter", "merged", "full")
+CURVE_FILE = "training_curve.svg"  # the name tune.training.curve writes
 
-def render_card(recipe: Recipe, manifest: dict, title: str, export_dtype: str, merged: bool) -> str:
-    """The README.md text for an export of the run described by ``recipe`` and ``manifest``."""
+# How the card says `data.packing` after the sequence length.
+PACKING_WORDS = {"none": "", "isolated": " (packed)", "concat": " (concatenated windows of max_seq_len + 1, LLM-jp's packing)"}
+
+# What the card says about special-token names inside messages (docs/literal-control-strings.md).
+LITERAL_NAMES_NOTE = (
+    "**Control-token names in messages are text.** During training, a special-token name written inside a message "
+    "(`<|end|>`, `<|return|>`, `<|start|>`, `<|channel|>`, ... any of ids 0-351) was encoded as ordinary text, as "
+    "SentencePiece reads it; only the chat template's own markers were control tokens. `tune chat` encodes prompts "
+    "the same way. The call above (`apply_chat_template` with default options), like most servers that render the "
+    "template to text and then encode it, turns such a name into its control id: a message containing `<|end|>` "
+    "ends its turn there. To encode as training did, use `tune.data.chat_masks.encode_chat(tokenizer, messages, "
+    "{\"conversation_start_date\": ..., \"reasoning_effort\": ...})` (exact), or `apply_chat_template(..., "
+    "tokenize=True, sanitize_control_tokens=True)` in recent transformers (the same control tokens, sometimes other "
+    "text pieces right around a name), or keep such names out of untrusted content. No tokenizer setting does "
+    "this: `split_special_tokens` would turn the template's own control tokens into text too."
+)
+
+
+def write_card(folder: str | Path, recipe: Recipe, manifest: dict, title: str, form: str,
+               export_dtype: str | None = None) -> Path:
+    """Write ``folder/README.md``, the card of the ``form`` model in ``folder`` (replacing what is
+    there); the training curve is shown when ``folder/training_curve.svg`` exists. ``export_dtype``
+    (``merged`` / ``full``): the dtype the weights are saved in; by default the one ``folder/config.json``
+    records. Returns the path written."""
+    folder = Path(folder)
+    if export_dtype is None and form != "adapter" and (folder / "config.json").is_file():
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        export_dtype = config.get("dtype") or config.get("torch_dtype")
+    text = render_card(recipe, manifest, title=title, form=form, export_dtype=export_dtype or "its stored dtype",
+                       curve=(folder / CURVE_FILE).is_file(), recipe_here=(folder / "recipe.yaml").is_file())
+    path = folder / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def render_card(recipe: Recipe, manifest: dict, title: str, form: str, export_dtype: str | None = None,
+                curve: bool = False, recipe_here: bool = True) -> str:
+    """The README.md text for the ``form`` model (one of ``FORMS``) of the run described by
+    ``recipe`` and ``manifest``; ``curve``: show ``training_curve.svg`` (a file next to the card);
+    ``recipe_here``: the resolved ``recipe.yaml`` is next to the card (else in the run folder, the
+    card's parent: a run's ``final/``). ValueError for an unknown ``form``, or one that does not fit
+    the recipe's ``method.peft`` (``full`` for a full run, ``adapter`` / ``merged`` for LoRA / QLoRA)."""
+    if form not in FORMS:
+        raise ValueError(f"model card form {form!r}: expected one of {', '.join(FORMS)}")
+    if (form == "full") != (recipe.method.peft == "none"):
+        raise ValueError(f"model card form {form!r} does not fit a run with method.peft {recipe.method.peft}")
     datasets = [_dataset_row(entry) for entry in recipe.data.datasets]
     hub_ids = sorted({row["hf_id"] for row in datasets if row["hf_id"] and row["real"]})
     base_id = _base_hub_id(recipe)
-    front = ["---", "library_name: transformers", "pipeline_tag: text-generation"]
+    library = "peft" if form == "adapter" else "transformers"
+    front = ["---", f"library_name: {library}", "pipeline_tag: text-generation"]
     if base_id:
         front.append(f"base_model: {base_id}")
     if hub_ids:
@@ -30,9 +88,9 @@ def render_card(recipe: Recipe, manifest: dict, title: str, export_dtype: str, m
     front.append("---")
 
     lines = front + ["", f"# {title}", "", recipe.description or "", ""]
-    lines += _base_section(recipe, manifest) + _method_section(recipe, export_dtype, merged)
-    lines += _data_section(recipe, datasets) + _hyper_section(recipe) + _results_section(manifest)
-    lines += _provenance_section(manifest) + _usage_section(recipe)
+    lines += _base_section(recipe, manifest) + _method_section(recipe, export_dtype, form)
+    lines += _data_section(recipe, datasets) + _hyper_section(recipe) + _results_section(manifest, curve)
+    lines += _provenance_section(manifest, recipe_here) + _usage_section(recipe, form)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -63,7 +121,7 @@ def _base_section(recipe: Recipe, manifest: dict) -> list[str]:
                     "terms of the training data below; check both before redistributing.", ""]
 
 
-def _method_section(recipe: Recipe, export_dtype: str, merged: bool) -> list[str]:
+def _method_section(recipe: Recipe, export_dtype: str | None, form: str) -> list[str]:
     method = recipe.method
     kind = {"none": "full fine-tuning (every weight trained)", "lora": "LoRA", "qlora": "QLoRA (LoRA on a 4-bit base)"}[method.peft]
     rows = [("method", f"{method.name}"), ("parameters", kind)]
@@ -82,7 +140,12 @@ def _method_section(recipe: Recipe, export_dtype: str, merged: bool) -> list[str
         rows.append(("4-bit base", f"{q.quant_type}, double quant {str(q.double_quant).lower()}, compute {q.compute_dtype}"))
     if method.name == "dpo":
         rows.append(("DPO beta / loss", f"{method.dpo.beta:g} / {method.dpo.loss_type}"))
-    if merged:
+    if form == "adapter":
+        note = ("this folder holds the LoRA adapter only (peft, adapter_model.safetensors): apply it to the base "
+                "with peft, or fold it into the base with `tune merge`")
+        if method.peft == "qlora":
+            note += "; it was trained on the base loaded in 4 bits"
+    elif form == "merged":
         note = f"the adapter is merged into the base weights (peft merge_and_unload), saved in {export_dtype}"
         if method.peft == "qlora":
             note += "; merged onto the unquantized base, so it differs from the 4-bit training model by the base's quantization error"
@@ -138,7 +201,7 @@ def _hyper_section(recipe: Recipe) -> list[str]:
         ("length", length),
         ("batch", f"{train.per_device_batch_size} per device x {train.grad_accumulation} accumulation x {processes} "
                   f"process(es) = {global_batch} sequences per step"),
-        ("max sequence length", f"{data.max_seq_len}" + (" (packed)" if data.packing else "")),
+        ("max sequence length", f"{data.max_seq_len}" + PACKING_WORDS[data.packing]),
         ("optimizer", f"{train.optimizer}, betas ({train.adam_beta1:g}, {train.adam_beta2:g}), eps {train.adam_epsilon:g}, "
                       f"weight decay {train.weight_decay:g}, clip {train.max_grad_norm:g}"),
         ("precision", train.precision),
@@ -151,7 +214,7 @@ def _number(value, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else f"{value:,}"
 
 
-def _results_section(manifest: dict) -> list[str]:
+def _results_section(manifest: dict, curve: bool) -> list[str]:
     rows = [
         ("optimizer steps", _number(manifest.get("steps"))),
         ("final train loss", _number(manifest.get("final_train_loss"))),
@@ -161,10 +224,11 @@ def _results_section(manifest: dict) -> list[str]:
         ("tokens/s", _number(manifest.get("tokens_per_s"), 1)),
         ("training time", f"{manifest['train_time_s']:g} s" if manifest.get("train_time_s") is not None else "-"),
     ]
-    return ["## Results", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
+    picture = ["![training curve](training_curve.svg)", ""] if curve else []
+    return ["## Results", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""] + picture
 
 
-def _provenance_section(manifest: dict) -> list[str]:
+def _provenance_section(manifest: dict, recipe_here: bool) -> list[str]:
     packages = manifest.get("packages") or {}
     git = manifest.get("git") or {}
     commit = git.get("commit") or "unknown (not a git checkout)"
@@ -174,24 +238,37 @@ def _provenance_section(manifest: dict) -> list[str]:
     fingerprint = (manifest.get("data") or {}).get("fingerprint")
     lines = [f"- tune {packages.get('tune', 'unknown')}, git commit {commit}",
              f"- {versions}" if versions else "", f"- data fingerprint {fingerprint}" if fingerprint else "",
-             "- the resolved recipe is `recipe.yaml` in this folder: `tune run recipe.yaml` trains it again", ""]
+             "- the resolved recipe is `recipe.yaml` " + ("in this folder" if recipe_here else "in the run folder (this folder's parent)")
+             + ": `tune run recipe.yaml` trains it again", ""]
     return ["## How it was made", ""] + [line for line in lines if line != ""] + [""]
 
 
-def _usage_section(recipe: Recipe) -> list[str]:
+def _usage_section(recipe: Recipe, form: str) -> list[str]:
     data = recipe.data
+    if form == "adapter":
+        load = ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
+                'tokenizer = AutoTokenizer.from_pretrained("PATH")',
+                'model = AutoPeftModelForCausalLM.from_pretrained("PATH")  # the base named in adapter_config.json, plus this adapter']
+        # the base's generation config may not stop at <|call|>: name both end tokens
+        generate = ('output = model.generate(**inputs, max_new_tokens=256, '
+                    'eos_token_id=tokenizer.convert_tokens_to_ids(["<|return|>", "<|call|>"]))')
+        chat_path = "RUN_DIR"  # the run folder: this folder's parent
+    else:
+        load = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+                'tokenizer = AutoTokenizer.from_pretrained("PATH")',
+                'model = AutoModelForCausalLM.from_pretrained("PATH")']
+        generate = "output = model.generate(**inputs, max_new_tokens=256)  # stops at <|return|> / <|call|> (generation_config.json)"
+        chat_path = "PATH"
     return [
         "## Use", "", "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "",
-        'tokenizer = AutoTokenizer.from_pretrained("PATH")',
-        'model = AutoModelForCausalLM.from_pretrained("PATH")',
+        *load,
         'messages = [{"role": "user", "content": "日本の首都は？"}]',
         "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", return_dict=True,",
         f'                                       conversation_start_date="{data.conversation_start_date}", reasoning_effort="{data.reasoning_effort}")',
-        "output = model.generate(**inputs, max_new_tokens=256)  # stops at <|return|> / <|call|> (generation_config.json)",
+        generate,
         "print(tokenizer.decode(output[0, inputs[\"input_ids\"].shape[1]:]))",
         "```", "",
         "The reply is in LLM-jp-4's Harmony format: an optional `analysis` message (thinking), then the "
-        "`final` message. `tune chat PATH` prints only the final answer.",
+        f"`final` message. `tune chat {chat_path}` prints only the final answer.",
+        "", LITERAL_NAMES_NOTE,
     ]
