@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -206,12 +207,13 @@ def fake_runner(monkeypatch):
     calls = []
     module = types.ModuleType("tune.methods.run")
 
-    def run_recipe(loaded):
+    def run_recipe(loaded, break_lock=False):
         calls.append(loaded)
+        module.break_lock = break_lock
         if module.raises is not None:
             raise module.raises
 
-    module.run_recipe, module.raises = run_recipe, None
+    module.run_recipe, module.raises, module.break_lock = run_recipe, None, None
     monkeypatch.setitem(sys.modules, "tune.methods.run", module)
     return module, calls
 
@@ -247,3 +249,91 @@ def test_run_bug_keeps_its_traceback(fake_runner):
     module.raises = RuntimeError("a bug")
     with pytest.raises(RuntimeError):
         main(["run", "tiny/sft-lora"])
+
+
+def test_run_passes_break_lock_on(fake_runner):
+    module, calls = fake_runner
+    assert main(["run", "tiny/sft-lora"]) == 0 and module.break_lock is False
+    assert main(["run", "--break-lock", "tiny/sft-lora"]) == 0 and module.break_lock is True
+
+
+REMOTE_BASE = "model:\n  name: tiny-llm-jp-4-8b\n  trust_remote_code: true\ndata:\n  datasets:\n    - path: tune:samples/demo-chat.jsonl\n"
+
+
+def test_run_refuses_remote_code_the_person_did_not_allow_naming_the_base_that_asked(fake_runner, write_recipe, capsys, monkeypatch):
+    monkeypatch.delenv("TUNE_TRUST_REMOTE_CODE", raising=False)
+    base = write_recipe(REMOTE_BASE, "base.yaml")
+    child = write_recipe("base: base.yaml\ntrain:\n  max_steps: 2\n", "child.yaml")
+    _, calls = fake_runner
+    assert main(["run", str(child)]) == 2
+    assert calls == []
+    assert capsys.readouterr().err == (
+        f"{base}:3:22: model.trust_remote_code: true (inherited through `base:` by child.yaml): loading tiny-llm-jp-4-8b "
+        "would run Python code from its repository on this machine, and the command line did not allow it; expected "
+        "`--trust-remote-code` on the command line (or TUNE_TRUST_REMOTE_CODE=1) once you have read that code, or "
+        "model.trust_remote_code: false\n")
+
+
+def test_remote_code_runs_with_the_flag_or_the_environment_variable(fake_runner, write_recipe, monkeypatch):
+    monkeypatch.delenv("TUNE_TRUST_REMOTE_CODE", raising=False)
+    path = write_recipe(REMOTE_BASE)
+    _, calls = fake_runner
+    assert main(["run", str(path), "--trust-remote-code"]) == 0
+    monkeypatch.setenv("TUNE_TRUST_REMOTE_CODE", "0")
+    assert main(["run", str(path)]) == 2
+    monkeypatch.setenv("TUNE_TRUST_REMOTE_CODE", "1")
+    assert main(["run", str(path)]) == 0
+    assert len(calls) == 2 and all(c.recipe.model.trust_remote_code for c in calls)
+    assert main(["run", str(path), "model.trust_remote_code=false"]) == 0  # nothing to allow
+
+
+def test_validate_says_remote_code_and_the_deferred_machine_checks_in_its_plan(write_recipe, capsys):
+    path = write_recipe(REMOTE_BASE)
+    assert main(["validate", str(path), "model.attn_implementation=flash_attention_2"]) == 0  # a CPU login node
+    plan = [line for line in capsys.readouterr().err.splitlines() if line.startswith("plan: ")]
+    assert plan[-2] == (f"plan: remote code: model.trust_remote_code is true (set at {path}:3:22): loading tiny-llm-jp-4-8b "
+                        "runs the checkpoint repository's Python code; `tune run` needs --trust-remote-code (or TUNE_TRUST_REMOTE_CODE=1)")
+    assert plan[-1] == ("plan: deferred to `tune run` on the machine that trains (not checked here): model.attn_implementation "
+                        "flash_attention_2 (needs a CUDA GPU and the flash_attn package); train.precision auto (bf16 on a CUDA GPU "
+                        "that supports it, else fp32)")
+
+
+@pytest.mark.parametrize("verb", ["validate", "run"])
+def test_a_tracker_that_is_not_installed_is_refused_before_anything_runs(verb, fake_runner, capsys, monkeypatch):
+    from tune.recipe import environment_checks
+
+    installed = {"tensorboardX"}
+    monkeypatch.setattr(environment_checks.importlib.util, "find_spec", lambda name: object() if name in installed else None)
+    assert main([verb, "tiny/sft-lora", "logging.report_to=[tensorboard, wandb]"]) == 2  # tensorboard through tensorboardX
+    assert capsys.readouterr().err == (
+        "command-line override `logging.report_to=[tensorboard, wandb]`: logging.report_to.1: the wandb package is not "
+        "installed in this Python environment; expected `pip install wandb` here, or drop wandb from logging.report_to\n")
+    installed.add("wandb")
+    assert main([verb, "tiny/sft-lora", "logging.report_to=[tensorboard, wandb]"]) == 0
+
+
+def test_output_dir_that_is_a_file_or_under_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    assert main(["validate", "tiny/sft-lora", f"output.dir={tmp_path / 'notes.txt'}"]) == 2
+    assert f"output.dir: {tmp_path / 'notes.txt'} is a file, not a folder" in capsys.readouterr().err
+    assert main(["validate", "tiny/sft-lora", f"output.dir={tmp_path / 'notes.txt' / 'run'}"]) == 2
+    assert f"output.dir: {tmp_path / 'notes.txt' / 'run'} lies under {tmp_path / 'notes.txt'}, which is a file" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
+def test_output_dir_that_cannot_be_created_is_refused_and_nothing_is_left_behind(tmp_path, capsys):
+    assert main(["validate", "tiny/sft-lora", "output.dir=/proc/tune-run/x"]) == 2  # not even root creates folders in /proc
+    assert "output.dir: /proc/tune-run/x cannot be created: /proc is not writable (" in capsys.readouterr().err
+    assert main(["validate", "tiny/sft-lora", f"output.dir={tmp_path / 'new' / 'run'}"]) == 0
+    assert list(tmp_path.iterdir()) == []  # the check created nothing that stays
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere (the /proc case above covers it)")
+def test_output_dir_in_a_read_only_folder_is_refused(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        assert main(["validate", "tiny/sft-lora", f"output.dir={locked / 'run'}"]) == 2
+        assert f"cannot be created: {locked} is not writable (permission denied for this user)" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)

@@ -23,26 +23,39 @@ EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Validate the recipe (as ``validate`` does), then train it with ``tune.methods.run.run_recipe``."""
+    """Validate the recipe (as ``validate`` does, this machine's trackers and `output.dir` included),
+    then train it with ``tune.methods.run.run_recipe``.
+
+    Refuses (exit 2), before anything loads, a recipe with `model.trust_remote_code: true` unless
+    the person allowed it: ``--trust-remote-code`` or ``TUNE_TRUST_REMOTE_CODE=1``
+    (tune.config.remote_code). ``--break-lock`` goes to run_recipe as ``break_lock``."""
+    from tune.config.remote_code import consent_given, remote_code_problem
     from tune.recipe import load_recipe
+    from tune.recipe.environment_checks import check_environment
 
     loaded = load_recipe(args.recipe, args.overrides)
+    remote = remote_code_problem(loaded, consent_given(args.trust_remote_code))
+    check_environment(loaded, [remote] if remote else [])
     from tune.methods.run import run_recipe
 
-    run_recipe(loaded)
+    run_recipe(loaded, break_lock=args.break_lock)
     return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Print the fully resolved recipe (YAML, or one JSON object with ``--json``) on stdout, and
-    what it will do (LoRA targets and counts, memory, kernels: tune.plan) on stderr."""
-    from tune.recipe import load_recipe
-
+    what it will do (LoRA targets and counts, memory, kernels, remote code, the checks deferred to
+    the training machine: tune.plan) on stderr. Refuses (exit 2) what ``load_recipe`` refuses, and
+    trackers not installed here or an `output.dir` that cannot be written
+    (tune.recipe.environment_checks)."""
     from tune.plan import plan_lines
+    from tune.recipe import load_recipe
+    from tune.recipe.environment_checks import check_environment
 
     loaded = load_recipe(args.recipe, args.overrides)
+    check_environment(loaded)
     sys.stdout.write(loaded.to_json() + "\n" if args.json else loaded.to_yaml())
-    for line in plan_lines(loaded.recipe):  # stderr: stdout stays one loadable recipe
+    for line in plan_lines(loaded.recipe, loaded.positions):  # stderr: stdout stays one loadable recipe
         print(f"plan: {line}", file=sys.stderr)
     return EXIT_OK
 
@@ -174,6 +187,13 @@ def build_verb_parser(name: str) -> argparse.ArgumentParser:
         parser.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="override a recipe key, e.g. train.lr=1e-4")
     if name == "validate":
         parser.add_argument("--json", action="store_true", help="print one JSON object instead of YAML")
+    if name == "run":
+        parser.add_argument("--trust-remote-code", action="store_true",
+                            help="allow a recipe with model.trust_remote_code: true to run the checkpoint "
+                            "repository's Python code (also: TUNE_TRUST_REMOTE_CODE=1)")
+        parser.add_argument("--break-lock", action="store_true",
+                            help="take over output.dir even though a lease says another run holds it (only when "
+                            "you know that run is gone: the lease names its host and process)")
     if name == "cp":
         parser.add_argument("name", help="shipped recipe name (see `tune ls`), with or without .yaml")
         parser.add_argument("dest", help="destination file, or an existing folder")

@@ -34,7 +34,7 @@ def test_data_paths_become_absolute(write_recipe, tmp_path):
 
 
 def test_model_path_and_tokenizer_resolve_against_the_recipe_folder(write_recipe, tmp_path):
-    text = "model:\n  name: tiny-llm-jp-4-8b\n  path: ckpt\n  tokenizer: ../tok\n" + DATA
+    text = "model:\n  name: llm-jp-4-8b\n  path: ckpt\n  tokenizer: ../tok\n" + DATA
     model = load_recipe(write_recipe(text)).recipe.model
     assert model.path == str(tmp_path / "ckpt") and model.tokenizer == str(tmp_path.parent / "tok")
 

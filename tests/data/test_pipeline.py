@@ -41,7 +41,8 @@ def test_prepared_sets_are_memory_mapped_and_the_work_files_are_gone(tmp_path, m
     monkeypatch.setenv("TUNE_CACHE", str(tmp_path / "cache"))
     prepared = prepare_data(load_recipe("tiny/sft-lora", [f"output.dir={tmp_path / 'run'}"]).recipe, tiny_tokenizer)
     folder = tmp_path / "cache" / "data" / prepared.key
-    assert sorted(p.name for p in folder.iterdir()) == ["eval.arrow", "report.json", "train.arrow"]
+    assert sorted(p.name for p in folder.iterdir()) == ["checksums.json", "eval.arrow", "report.json", "train.arrow",
+                                                        "train_lengths.npy"]
     assert Path(prepared.train.cache_files[0]["filename"]) == folder / "train.arrow"
     assert [p.name for p in (tmp_path / "cache" / "data").iterdir()] == [prepared.key]  # no staging left
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -20,6 +20,28 @@ class LoadedRecipe:
     ``source_path``: the absolute path of the recipe file named by the user; ``overrides``: the
     ``key=value`` texts applied; ``positions``: where each key was written (for later messages).
     """
+
+    @property
+    def output_dir_given(self) -> bool:
+        """Whether a recipe file (or a base) or an override wrote `output.dir`; False when it is the
+        default run folder `runs/<recipe stem>-<date-time>` filled in at resolution (then `tune run`
+        may continue the newest matching interrupted run beside it instead). Without positions
+        (a LoadedRecipe built by hand) it counts as given."""
+        return self.positions is None or "output.dir" in self.positions.keys
+
+    def with_output_dir(self, run_dir: Path) -> "LoadedRecipe":
+        """This recipe writing into ``run_dir`` instead (the rest unchanged)."""
+        output = self.recipe.output.model_copy(update={"dir": str(run_dir)})
+        return replace(self, recipe=self.recipe.model_copy(update={"output": output}))
+
+    def recorded(self) -> "LoadedRecipe":
+        """The recipe as a run folder records it (`recipe.yaml`, which a rerun compares with and
+        `tune run` reproduces the run from): `output.overwrite` false, and its override left out of
+        the header. Starting over is what one command asked for, not part of the run: a job
+        resubmitted from the record must not wipe the run it is continuing."""
+        output = self.recipe.output.model_copy(update={"overwrite": False})
+        overrides = tuple(o for o in self.overrides if not o.replace(" ", "").startswith("output.overwrite="))
+        return replace(self, recipe=self.recipe.model_copy(update={"output": output}), overrides=overrides)
 
     recipe: Recipe
     source_path: Path

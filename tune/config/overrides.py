@@ -16,7 +16,7 @@ import yaml
 
 from tune.config.problems import Problem
 from tune.config.positions import Position, PositionMap, join
-from tune.config.yaml_positions import YamlValue, parse_scalar_text
+from tune.config.yaml_positions import UnreadableValue, YamlValue, parse_scalar_text
 
 EXAMPLE = "`key.path=value`, like `train.lr=1e-4`"
 
@@ -31,8 +31,8 @@ class Override:
 
 
 def where(text: str) -> Position:
-    """The position errors use for override ``text``."""
-    return Position(f"command-line override `{text}`")
+    """The position errors use for override ``text`` (cut to 100 characters: a line to read)."""
+    return Position(f"command-line override `{text if len(text) <= 100 else text[:97] + '...'}`")
 
 
 def parse_overrides(texts: list[str] | tuple[str, ...]) -> tuple[list[Override], list[Problem]]:
@@ -49,6 +49,9 @@ def parse_overrides(texts: list[str] | tuple[str, ...]) -> tuple[list[Override],
             continue
         try:
             value = parse_scalar_text(raw)
+        except UnreadableValue as err:
+            problems.append(Problem(where(text), key.strip(), f"the value {raw if len(raw) <= 60 else raw[:57] + '...'!r}: {err}"))
+            continue
         except yaml.YAMLError:
             problems.append(Problem(where(text), key.strip(), f"the value {raw!r} is not valid YAML", "a YAML value (quote text with special characters)"))
             continue

@@ -20,6 +20,12 @@ LLMJP_SFT = "LLM-jp-4 8B SFT recipe (NeMo), published by LLM-jp"
 LLMJP_LORA = "LLM-jp's earlier LoRA recipes (llm-jp-sft)"
 LLMJP_DPO = "LLM-jp-4 8B DPO recipe (NeMo), published by LLM-jp"
 
+# How a key may differ when `tune run` continues an interrupted run from its checkpoint, declared
+# per field in its `json_schema_extra` (tune.training.resume_check reads it). A field without it
+# must be equal to the run's recorded value: a new field is safe by default.
+RESUME_FREE = {"on_resume": "free"}  # the run continues exactly whatever its value
+RESUME_LENGTH = {"on_resume": "length"}  # the run's length: only where no learning rate depends on it
+
 
 class Section(BaseModel):
     """Base of every recipe section: unknown keys are errors."""
@@ -42,10 +48,12 @@ class ModelSection(Section):
     path: str | None = Field(
         default=None,
         description="Local copy of the checkpoint named by `name` (a directory with config.json). "
-        "Default: none, the hub (or its local cache) is used. Set it on machines without hub access.",
+        "Default: none, the hub (or its local cache) is used. Set it on machines without hub access. "
+        "An error with a tiny twin (built locally) or when `name` is already a local folder.",
     )
     revision: str | None = Field(
-        default=None, description="Hub revision (branch, tag or commit) to load. Default: none (main)."
+        default=None, description="Hub revision (branch, tag or commit) to load. Default: none (main). "
+        "An error with a tiny twin."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto",
@@ -54,12 +62,16 @@ class ModelSection(Section):
     )
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2", "flex_attention"] = Field(
         default="sdpa",
-        description="Attention kernel passed to transformers. Default `sdpa` (runs everywhere).",
+        description="Attention kernel passed to transformers. Default `sdpa` (runs everywhere). "
+        "`flash_attention_2` needs a CUDA GPU and the flash_attn package: checked when `tune run` starts "
+        "(tune.models.machine_checks), listed as deferred by `tune validate`.",
     )
     trust_remote_code: bool = Field(
         default=False,
         description="Allow code from the checkpoint repository to run. Default false: tune loads "
-        "LLM-jp-4 (including its tokenizer) without remote code.",
+        "LLM-jp-4 (including its tokenizer) without remote code. With true, `tune run` also needs "
+        "`--trust-remote-code` on its command line (or TUNE_TRUST_REMOTE_CODE=1), and otherwise refuses "
+        "naming the file and line that asked for it.",
     )
     router_aux_loss_coef: float | None = Field(
         default=None,
@@ -81,7 +93,7 @@ class ModelSection(Section):
         "RoPE and the fused MoE experts on Qwen3-MoE (32B-A3B). The loss already runs through TRL's "
         "chunked fused LM head, so Liger's fused linear cross entropy stays off. Needs a CUDA GPU: "
         "`tune run` on a machine without one refuses before the model loads (no silent fallback, "
-        "which would change the memory you planned for); `tune validate` checks it nowhere. Other "
+        "which would change the memory you planned for); `tune validate` lists it as deferred. Other "
         "architectures are refused. Default false.",
     )
     tokenizer: str | None = Field(
@@ -293,7 +305,8 @@ class DatasetEntry(Section):
     fields: dict[str, str] | None = Field(
         default=None,
         description="Column names of the source, when they differ from the converter's defaults "
-        "(e.g. {instruction: question, output: answer}). Default: the card's or converter's.",
+        "(e.g. {instruction: question, output: answer}); only fields the converter reads. Default: the "
+        "card's or converter's.",
     )
     use: Literal["dataset", "samples"] = Field(
         default="dataset",
@@ -303,9 +316,10 @@ class DatasetEntry(Section):
     weight: float | None = Field(
         default=None,
         gt=0,
+        le=1000,
         description="Upsampling factor: whole repeats of the rows, the fractional part drawn with the "
-        "seed (LLM-jp upsamples e.g. AnswerCarefully x16). Default: the card's default weight, else 1. "
-        "Not with `share`.",
+        "seed (LLM-jp upsamples e.g. AnswerCarefully x16). At most 1000. Default: the card's default "
+        "weight, else 1. Not with `share`.",
     )
     share: float | None = Field(
         default=None,
@@ -414,6 +428,7 @@ class DataSection(Section):
         default=True,
         description="Reuse prepared data from `$TUNE_CACHE/data` when the data, tokenizer, template "
         "and options are the same. Default true.",
+        json_schema_extra=RESUME_FREE,
     )
     num_proc: int = Field(
         default=1,
@@ -421,6 +436,7 @@ class DataSection(Section):
         le=256,
         description="Processes that render and tokenize samples while preparing data. The prepared data "
         "is byte-identical whatever the number (it is not part of the cache key). Default 1.",
+        json_schema_extra=RESUME_FREE,
     )
 
     @field_validator("packing", mode="before")
@@ -445,9 +461,11 @@ class DataSection(Section):
 
 
 class TrainSection(Section):
-    epochs: float = Field(default=2, gt=0, description=f"Passes over the data. Default 2 ({LLMJP_SFT}).")
+    epochs: float = Field(default=2, gt=0, le=1000, description=f"Passes over the data, at most 1000. Default 2 ({LLMJP_SFT}).",
+                          json_schema_extra=RESUME_LENGTH)
     max_steps: int | None = Field(
-        default=None, ge=1, description="Optimizer steps to run; overrides `epochs` when set. Default: none."
+        default=None, ge=1, description="Optimizer steps to run; overrides `epochs` when set. Default: none.",
+        json_schema_extra=RESUME_LENGTH,
     )
     lr: float | None = Field(
         default=None,
@@ -487,17 +505,22 @@ class TrainSection(Section):
     adam_epsilon: float = Field(default=1e-8, gt=0, description="Adam epsilon. Default 1e-8.")
     weight_decay: float = Field(default=0.1, ge=0, description=f"Weight decay. Default 0.1 ({LLMJP_SFT}).")
     max_grad_norm: float = Field(default=1.0, ge=0, description=f"Gradient clipping norm (0 = off). Default 1.0 ({LLMJP_SFT}).")
-    seed: int = Field(default=42, ge=0, description="Seed for weights init of new parameters, data order and dropout. Default 42.")
+    seed: int = Field(default=42, ge=0, le=2**32 - 1,
+                      description="Seed for weights init of new parameters, data order and dropout (numpy takes "
+                      "at most 2**32 - 1). Default 42.")
     eval_steps: int | None = Field(
         default=None,
         ge=1,
-        description="Evaluate on the held-out rows (`data.eval_fraction`) every N steps. Default: none, "
-        "once at the end of training (when rows were held out).",
+        description="Evaluate on the held-out rows (`data.eval_fraction`) every N steps; an error when "
+        "nothing is held out. Default: none, once at the end of training (when rows were held out).",
     )
     resume: bool = Field(
         default=True,
         description="When `output.dir` holds checkpoints of an interrupted run (preempted, killed), "
-        "continue from the latest one instead of starting over. Default true.",
+        "continue from the latest complete one, if this recipe continues it exactly (else `tune run` "
+        "refuses, listing the keys that differ); with false, `tune run` refuses such a folder (start over with "
+        "`output.overwrite=true`). Default true.",
+        json_schema_extra=RESUME_FREE,
     )
     gradient_checkpointing: bool = Field(
         default=False, description="Recompute activations in backward to save memory. Default false."
@@ -522,14 +545,20 @@ class OutputSection(Section):
         default=None,
         description="Where the run writes its outputs. Default: `runs/<recipe name>-<date-time>` "
         "under the current directory, fixed when the recipe is resolved.",
+        json_schema_extra=RESUME_FREE,
     )
     save_steps: int | None = Field(
-        default=None, ge=1, description="Write a resumable checkpoint every N steps. Default: none (only `final/`)."
+        default=None, ge=1, description="Write a resumable checkpoint every N steps. Default: none (only `final/`).",
+        json_schema_extra=RESUME_FREE,
     )
-    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept on disk (oldest deleted first). Default 2.")
+    save_total_limit: int = Field(default=2, ge=1, description="Checkpoints kept on disk (oldest deleted first). Default 2.",
+                                  json_schema_extra=RESUME_FREE)
     overwrite: bool = Field(
         default=False,
-        description="Allow writing into an `output.dir` that already holds a finished run. Default false.",
+        description="Start over in an `output.dir` that holds a run (finished or interrupted, with the "
+        "same or another recipe): its checkpoints and outputs are removed, and said so. Never recorded "
+        "in the run's recipe.yaml, so a resubmitted job does not wipe itself. Default false.",
+        json_schema_extra=RESUME_FREE,
     )
 
 
@@ -540,8 +569,10 @@ class LoggingSection(Section):
         "`training_curve.svg` (passed as is to transformers' `report_to`; each tracker's own package "
         "must be installed: `tensorboard`, `wandb`, `mlflow`, `trackio`; trackio logs to a local folder "
         "unless its environment names a Space). Default: none.",
+        json_schema_extra=RESUME_FREE,
     )
-    logging_steps: int = Field(default=10, ge=1, description="Log loss and throughput every N optimizer steps. Default 10.")
+    logging_steps: int = Field(default=10, ge=1, description="Log loss and throughput every N optimizer steps. Default 10.",
+                               json_schema_extra=RESUME_FREE)
 
 
 class LaunchSection(Section):
@@ -554,7 +585,8 @@ class LaunchSection(Section):
 class Recipe(Section):
     """A complete, validated recipe. `tune validate` prints it resolved; `tune run` trains it."""
 
-    description: str = Field(default="", description="One line saying what the recipe does (shown by `tune ls`).")
+    description: str = Field(default="", description="One line saying what the recipe does (shown by `tune ls`).",
+                             json_schema_extra=RESUME_FREE)
     model: ModelSection
     method: Method = Field(default_factory=SftMethod, description="The training method. Default: `sft` with its defaults.")
     data: DataSection

@@ -5,7 +5,9 @@ row is the same sample again) are read back from step 1 in row order, in chunks 
 ``SAMPLE_BATCH`` records, and handed to the data kind's SampleBuilder: render, tokenize, fit to
 `data.max_seq_len`. With `data.num_proc` > 1 the chunks go to worker processes; results come back
 in chunk order, at most two chunks per worker in flight, so the output is byte-identical whatever
-the number of processes and memory stays flat. The samples go to one token-runs file
+the number of processes and memory stays flat. A sample the builder finds too long to fit in
+any tokenization is dropped untokenized, counted as over-long like the others (SampleBuilder.build).
+The samples go to one token-runs file
 (tune.data.token_runs; a dropped sample keeps its place, empty); the small per-sample figures (fit
 flags, tokens, supervised tokens, padded lengths) stay in memory for step 4.
 """
@@ -28,7 +30,7 @@ from tune.data.conversion import ConvertedSource, read_records
 from tune.data.mixture import Mixture
 from tune.data.preparation_progress import Progress
 from tune.data.records import record_from_json
-from tune.data.sample_builder import SampleBuilder
+from tune.data.sample_builder import DROPPED_OVERLONG, SampleBuilder
 from tune.data.token_runs import TokenRuns, TokenRunsWriter
 
 if TYPE_CHECKING:
@@ -109,9 +111,10 @@ def _render_chunk(task: tuple[str, list[str]]) -> list[Rendered]:
     samples = builder.build(_WORKER["tokenizer"], [record_from_json(text) for text in texts], data, label)
     out = []
     for sample in samples:
-        fitted, flags = builder.fit(sample, data)
+        # None: too long to fit in any tokenization, dropped untokenized (SampleBuilder.build)
+        fitted, flags = (None, DROPPED_OVERLONG) if sample is None else builder.fit(sample, data)
         if fitted is None:
-            out.append((tuple([] for _ in builder.schema.names[:-1]), flags, 0, 0, (0,) * len(builder.padded_lengths(sample))))
+            out.append((tuple([] for _ in builder.schema.names[:-1]), flags, 0, 0, (0,) * builder.sequences))
         else:
             out.append((builder.row(fitted), flags, builder.tokens(fitted), builder.supervised(fitted),
                         builder.padded_lengths(fitted)))

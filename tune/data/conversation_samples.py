@@ -4,8 +4,10 @@ The text is the tokenizer's own chat template (or `instruct_ja`) with the recipe
 reasoning effort (tune.data.render); the labels come from tune.data.chat_masks (prefix rendering,
 each turn's end marker included; `data.train_on: last_assistant` keeps only the last turn).
 
-Length (`data.max_seq_len`): `overlong: drop` drops a longer sample; `truncate` cuts it (counted as
-truncated) and drops it when no supervised token is left (counted as "no supervised token left").
+Length (`data.max_seq_len`): `overlong: drop` drops a longer sample (one whose rendered text is
+longer than any tokenization of max_seq_len tokens can be is dropped untokenized:
+tune.data.length_bound); `truncate` cuts it (counted as truncated) and drops it when no supervised
+token is left (counted as "no supervised token left").
 With `data.packing: concat` every sample is kept whole: tune.data.concat_windows cuts the stream.
 Padding figures: unpacked (batches of `train.per_device_batch_size` padded to their longest) and,
 with `data.packing`, packed (0 by construction) with how full the packed rows are.
@@ -31,12 +33,19 @@ class ConversationSamples(SampleBuilder[LabelledSample]):
     takes = "conversations (sft cards, or messages / llmjp4_sft / sharegpt / alpaca files)"
     none_left = "no trainable sample left"
     version = 2  # 2: special-token names in messages are text (docs/literal-control-strings.md)
+    sequences = 1
 
     def render(self, tokenizer, record: Conversation, data: DataSection):
         return render_text(tokenizer, record, data)
 
     def tokenize(self, tokenizer, rendered: list, data: DataSection) -> list[LabelledSample]:
         return tokenize_texts(tokenizer, rendered, data)
+
+    def length_limit(self, data: DataSection) -> int | None:
+        return data.max_seq_len if data.overlong == "drop" and data.packing != "concat" else None
+
+    def rendered_chars(self, rendered) -> int:
+        return len(rendered.text)  # the ids are the whole rendered text's (tune.data.chat_masks)
 
     def fit(self, sample: LabelledSample, data: DataSection) -> tuple[LabelledSample | None, int]:
         if data.packing == "concat":  # windows split long samples; a sample without loss still gives context

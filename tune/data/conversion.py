@@ -6,7 +6,9 @@ order; the shape the converter found each row in is counted in the dataset's sta
 the converter's usual shape as ``default_shape``). Bad rows never vanish: with
 ``data.on_bad_row: skip`` each is counted by reason in the dataset's stats, the first few with
 their location (``file:line N`` for .jsonl, ``file:row N`` otherwise); with ``error`` the first
-one stops preparation with a UserError naming it.
+one stops preparation with a UserError naming it. What a file row cannot be (not UTF-8, an integer
+Python cannot read, nesting too deep, a lone surrogate) is a bad row from tune.data.rows; a record
+that still holds a lone surrogate (a row from the Hub's `datasets`) is one here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow as pa
 
 from tune.data.arrow_files import BatchWriter, read_batches
 from tune.data.converters.base import Converter
+from tune.data.json_text import lone_surrogate_detail
 from tune.data.preparation_progress import Progress
 from tune.data.records import BadRow, record_digest, record_json
 from tune.data.report import DatasetStats
@@ -55,6 +58,7 @@ def convert_source(source: Source, converter: Converter, stats: DatasetStats, on
                 if isinstance(row, BadRow):
                     raise row
                 converted = converter.read(row, source.fields)
+                key = _record_key(converted.record)
             except BadRow as bad:
                 if on_bad_row == "error":
                     raise UserError(
@@ -64,12 +68,23 @@ def convert_source(source: Source, converter: Converter, stats: DatasetStats, on
                 stats.add_bad_row(bad.reason, location, bad.detail)
                 continue
             stats.shapes[converted.shape] += 1
-            writer.append((record_json(converted.record), record_digest(converted.record)))
+            writer.append((record_json(converted.record), key))
     finally:
         count = writer.close()
         if progress is not None:
             progress.close()
     return ConvertedSource(path, count)
+
+
+def _record_key(record) -> bytes:
+    """``record_digest(record)``; BadRow("lone_surrogate") when a string of the record is not text.
+    Files are checked as they are read (tune.data.rows) and JSON strings as converters decode them
+    (tune.data.json_text); this covers what neither reads, rows from the Hub's `datasets`."""
+    try:
+        return record_digest(record)
+    except UnicodeEncodeError as err:
+        raise BadRow("lone_surrogate", f"the record holds {lone_surrogate_detail(err.object, err.start)}, which is "
+                                       "not text (an unpaired \\ud800-\\udfff escape); fix or remove it") from None
 
 
 def read_keys(converted: ConvertedSource) -> np.ndarray:

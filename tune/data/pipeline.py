@@ -9,7 +9,7 @@
                                                                        tune.data.preference_samples (preference)
     train / eval:      samples in mixture order, report counts         tune.data.assembly     (step 4)
                        with `packing: concat`, cut into windows        tune.data.concat_windows
-    cache:             keyed by what shapes the result                 tune.data.cache
+    cache:             keyed by what shapes the result, checksummed    tune.data.cache
 
 Rows stream through Arrow files at every step, so memory stays flat as the corpus grows;
 `data.num_proc` renders in several processes with byte-identical output; progress (rows/s, ETA)
@@ -24,8 +24,11 @@ template refuses, and a mixture with no sample left.
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from tune.config.methods import METHODS
 from tune.config.schema import DataSection, Recipe
@@ -61,7 +64,10 @@ def builder_for(recipe: Recipe) -> SampleBuilder:
 def prepare_data(recipe: Recipe, tokenizer: PreTrainedTokenizerFast, builder: SampleBuilder | None = None,
                  printer: Callable[[str], None] | None = None) -> PreparedData:
     """The recipe's training and eval sets, from the cache when an identical preparation exists
-    (see the module docstring). ``builder`` defaults to the one of the method's kind of data."""
+    (see the module docstring). ``builder`` defaults to the one of the method's kind of data.
+    A cached entry that fails its checksums is removed and prepared again, saying so through
+    ``printer`` (stderr when None); a cached report's unpacked padding figure is recomputed for
+    this recipe's batch size."""
     data = recipe.data
     builder = builder or builder_for(recipe)
     builder.check_options(data)
@@ -69,17 +75,19 @@ def prepare_data(recipe: Recipe, tokenizer: PreTrainedTokenizerFast, builder: Sa
     parts = [{**part, **builder.key_part()} for part in source_key_parts(sources, converters)]
     key = cache.cache_key(data, recipe.train.seed, parts, cache.tokenizer_fingerprint(tokenizer))
     if data.cache:
-        hit = cache.load_cached(key)
+        hit = cache.load_cached(key, printer or _to_stderr)
         if hit is not None:
-            return PreparedData(*hit, key=key, from_cache=True)
+            if hit.train_lengths is not None:
+                refresh_padding(hit.report, builder, hit.train_lengths, recipe)
+            return PreparedData(hit.train, hit.eval, hit.report, key=key, from_cache=True)
     staging = cache.staging_dir(key)
     try:
-        report = _build(recipe, tokenizer, builder, sources, converters, staging)
+        report, train_lengths = _build(recipe, tokenizer, builder, sources, converters, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if data.cache:
-        folder = cache.store(staging, key, report)
+        folder = cache.store(staging, key, report, train_lengths)
     else:
         folder = staging
         cache.remove_at_exit(folder)
@@ -87,9 +95,25 @@ def prepare_data(recipe: Recipe, tokenizer: PreTrainedTokenizerFast, builder: Sa
     return PreparedData(train, eval_set, report, key, from_cache=False)
 
 
+def refresh_padding(report: DataReport, builder: SampleBuilder, train_lengths: np.ndarray, recipe: Recipe) -> None:
+    """Set ``report``'s unpacked padding figure for ``recipe``'s batch size (not in the cache key)
+    from the stored padded lengths of the training samples. The packing figures depend only on the
+    lengths and `data.max_seq_len`, both in the key, so the stored ones stand (and TRL's packing,
+    seconds per million samples, is not run again)."""
+    unpacked = recipe.model_copy(update={"data": recipe.data.model_copy(update={"packing": "none"})})
+    figures = DataReport()
+    builder.add_padding_figures(figures, train_lengths, unpacked)
+    report.padding_fraction = figures.padding_fraction
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _build(recipe: Recipe, tokenizer, builder: SampleBuilder, sources: list[Source], converters: list[Converter],
-           folder) -> DataReport:
-    """Steps 1-4 of the module docstring into ``folder``; the report."""
+           folder) -> tuple[DataReport, np.ndarray | None]:
+    """Steps 1-4 of the module docstring into ``folder``; the report and the padded lengths of the
+    training samples in order (None with `packing: concat`: windows are never padded)."""
     data = recipe.data
     work = folder / "work"
     work.mkdir()
@@ -115,9 +139,9 @@ def _build(recipe: Recipe, tokenizer, builder: SampleBuilder, sources: list[Sour
         raise UserError(f"data: {builder.none_left} after preparation:\n" + "\n".join(report.lines()))
     if concat:
         report.padding_fraction = 0.0  # every window is max_seq_len + 1 tokens
-    else:
-        builder.add_padding_figures(report, sets.train_lengths, recipe)
-    return report
+        return report, None
+    builder.add_padding_figures(report, sets.train_lengths, recipe)
+    return report, sets.train_lengths
 
 
 def open_sources(data: DataSection, builder: SampleBuilder) -> tuple[list[Source], list[Converter]]:

@@ -10,7 +10,9 @@ are exactly those SFT would train on for the same conversation (same template, p
 reasoning effort, no added bos; the end marker included).
 
 Length (`data.max_seq_len` bounds prompt + chosen and prompt + rejected each):
-`overlong: drop` drops the pair; `truncate` cuts the completions' ends (counted as truncated) and
+`overlong: drop` drops the pair (untokenized when prompt + an answer renders longer than any
+tokenization of max_seq_len tokens can be: tune.data.length_bound); `truncate` cuts the
+completions' ends (counted as truncated) and
 drops a pair whose prompt alone leaves no completion token (counted as "no supervised token left").
 Report figures per dataset: samples = pairs, tokens = prompt + chosen + prompt + rejected,
 supervised = chosen + rejected tokens.
@@ -63,6 +65,7 @@ class PreferenceSamples(SampleBuilder[PreferenceSample]):
     takes = "preference pairs (preference cards, or `format: preference` files)"
     none_left = "no preference pair left"
     version = 2  # 2: names in messages are text; a pair's own reasoning effort
+    sequences = 2  # prompt + chosen, prompt + rejected
 
     def check_options(self, data: DataSection) -> None:
         if data.packing != "none":
@@ -74,6 +77,13 @@ class PreferenceSamples(SampleBuilder[PreferenceSample]):
 
     def tokenize(self, tokenizer, rendered: list, data: DataSection) -> list[PreferenceSample]:
         return tokenize_pairs(tokenizer, rendered)
+
+    def length_limit(self, data: DataSection) -> int | None:
+        return data.max_seq_len if data.overlong == "drop" else None
+
+    def rendered_chars(self, rendered) -> int:
+        chosen, rejected = rendered  # each the prompt and its answer, encoded whole (tokenize_pairs)
+        return max(len(chosen.text), len(rejected.text))
 
     def fit(self, sample: PreferenceSample, data: DataSection) -> tuple[PreferenceSample | None, int]:
         return fit_pair(sample, data)

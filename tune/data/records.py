@@ -30,6 +30,10 @@ REASONING_EFFORTS = ("low", "medium", "high")
 
 BAD_ROW_REASONS: dict[str, str] = {
     "invalid_json": "a line of a .jsonl file (or a JSON-encoded field) is not valid JSON",
+    "not_utf8": "a .jsonl line, a .json element or a parquet string holds bytes that are not UTF-8 text",
+    "number_too_long": "an integer with more digits than Python reads (sys.get_int_max_str_digits(), 4300 by default)",
+    "too_deep": "lists and objects nested deeper than tune reads (tune.data.json_text.MAX_NESTING levels)",
+    "lone_surrogate": "a string holding a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), which is not text",
     "not_an_object": "the row, or one of its messages, is not a JSON object",
     "missing_field": "a required field is absent or null",
     "wrong_type": "a structural field has the wrong type (e.g. `messages` is not a list)",

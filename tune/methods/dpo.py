@@ -25,7 +25,8 @@ Features:
       progress line with margin and accuracy, `manifest.json` (as SFT's, plus the final reward
       margin and accuracy) and `final/` (adapter or full model + tokenizer), loadable by plain
       transformers / peft (tune.methods.finish).
-    - Resume: as SFT (tune.training.resume).
+    - Resume: as SFT (tune.training.resume, tune.training.continuation): from the latest complete
+      checkpoint, a checkpoint at the last step finishing without training.
 
 Refuses, before any training step, with a UserError: data of the wrong kind (conversation or text
 datasets; the message names `data.datasets.N`), `data.packing`, a pair whose two answers the
@@ -58,6 +59,7 @@ def build_dpo_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
     from tune.models.adapters import lora_config
     from tune.models.loading import load_model
     from tune.training.arguments import dpo_config, router_aux_coef
+    from tune.training.checkpoint_guard import CheckpointGuard, take_over_rotation
     from tune.training.trainers import DpoTrainer
     from tune.training.progress import ProgressCallback
 
@@ -75,16 +77,18 @@ def build_dpo_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
     else:
         printer("model: reference = the same model with its adapters disabled (no second copy)")
     progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe))
+    args = dpo_config(recipe, run_dir, has_eval=eval_set is not None)
+    guard = CheckpointGuard(run_dir, take_over_rotation(args), printer)  # complete checkpoints only
     set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
     trainer = DpoTrainer(
         model=inputs.model,
         ref_model=reference,
-        args=dpo_config(recipe, run_dir, has_eval=eval_set is not None),
+        args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
         processing_class=inputs.tokenizer,
         peft_config=lora_config(recipe),
-        callbacks=[progress],
+        callbacks=[progress, guard],
         min_lr_hold_steps=recipe.train.min_lr_hold_steps,
     )
     return make_ready(recipe, run_dir, inputs, trainer, progress, started, printer)
@@ -93,9 +97,10 @@ def build_dpo_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
 def train_dpo(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = None, printer: Printer = print) -> RunResult:
     """Train ``recipe`` (method dpo) and write its outputs into ``run_dir``."""
     from tune.methods.finish import finish_run
+    from tune.training.continuation import train_or_finish
 
     ready = build_dpo_trainer(recipe, run_dir, checkpoint, printer)
-    result = ready.trainer.train(resume_from_checkpoint=ready.inputs.resume_checkpoint)
+    result = train_or_finish(ready.trainer, ready.inputs.resume_from, printer)
     last = ready.progress.last_record
     extra = {
         "dpo": recipe.method.dpo.model_dump(),

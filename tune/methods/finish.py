@@ -7,9 +7,13 @@ After ``trainer.train()``:
       (and ``tokenizer.model`` when the tokenizer source had a SentencePiece model), its files
       rewritten to load in transformers 4.x too (tune.training.consumer_compat), and tune's model
       card as ``README.md`` (tune.training.model_card; written last, to show the training curve);
-    - ``manifest.json``: versions, git commit, seed, data fingerprint and report, steps, wall time,
-      tokens/s, final and mean train loss, final eval loss (and eval rewards for DPO), plus the
-      method's own figures;
+    - ``manifest.json``: versions, git commit, seed, data fingerprint and report, final eval loss
+      (and eval rewards for DPO), the method's own figures, and the training figures of
+      ``ProgressCallback.run_figures`` (tune.training.progress), each named for what it covers so
+      that a resumed run's manifest tells the truth: the run's totals (`steps`, `tokens_seen`,
+      `run_train_time_s`), its losses over every step (`final_train_loss`, `mean_train_loss` over
+      `mean_train_loss_steps`), this process's own (`resumed_from_step`, `train_time_s`,
+      `wall_time_s`, `tokens_per_s`), and one entry per session (`sessions`); docs/manifest.md;
     - ``training_curve.svg`` in the run folder and in ``final/``: loss and lr (DPO: also reward margin
       and accuracy) against step, drawn from ``metrics.jsonl`` (tune.training.curve; none when no loss
       was logged);
@@ -52,7 +56,8 @@ def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
     if adapter:
         point_adapter_at_base(final_dir, inputs.checkpoint, recipe.model.revision)
     wall = time.perf_counter() - ready.started
-    train_runtime = run.result.metrics["train_runtime"]
+    runtime = run.result.metrics.get("train_runtime", 0.0)
+    figures = progress.run_figures(trainer.state, run.result.training_loss, runtime)  # docs/manifest.md
     manifest = write_manifest(
         run_dir / "manifest.json",
         method=recipe.method.name,
@@ -60,13 +65,8 @@ def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
         model={"source": inputs.checkpoint.source, "folder": str(inputs.checkpoint.folder), "revision": recipe.model.revision},
         seed=recipe.train.seed,
         data={"fingerprint": inputs.data.key, "report": inputs.data.report.to_dict()},
-        steps=trainer.state.global_step,
+        **figures,
         wall_time_s=round(wall, 2),
-        train_time_s=round(train_runtime, 2),
-        tokens_seen=trainer.state.num_input_tokens_seen,
-        tokens_per_s=round(trainer.state.num_input_tokens_seen / train_runtime, 1),
-        final_train_loss=progress.last_loss,
-        mean_train_loss=run.result.training_loss,
         final_eval_loss=eval_metrics.get("eval_loss"),
         **({"final_eval_rewards": eval_rewards} if eval_rewards else {}),
         **run.extra,
@@ -75,13 +75,21 @@ def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
     write_training_curve(progress.metrics_path, run_dir / CURVE_FILE, curve_title(recipe, run_dir), copy_to=[final_dir])
     write_card(final_dir, recipe, manifest, title=run_dir.name, form="adapter" if adapter else "full")
     kind = "LoRA adapter" if adapter else "model"
-    figures = preference_figures(progress.last_record).replace(" | ", ", ")
-    printer(
-        f"done: {manifest['steps']} steps in {wall:.0f} s, final loss {progress.last_loss:.4f}, "
-        f"{figures}{manifest['tokens_per_s']:,.0f} tokens/s"
-    )
+    printer(done_line(manifest, preference_figures(progress.last_record).replace(" | ", ", ")))
     printer(f"saved {kind} + tokenizer to {final_dir}  (run folder: {run_dir})")
     return RunResult(manifest, trainer.model, inputs.tokenizer)
+
+
+def done_line(manifest: dict, preference: str = "") -> str:
+    """The printed summary: steps (and where this process resumed), its time, the final loss, the
+    DPO ``preference`` figures and this process's tokens/s."""
+    resumed = manifest.get("resumed_from_step")
+    steps = f"{manifest['steps']} steps" + (f" (resumed at step {resumed})" if resumed else "")
+    loss = manifest.get("final_train_loss")
+    speed = manifest.get("tokens_per_s")
+    return (f"done: {steps} in {manifest['wall_time_s']:.0f} s, final loss "
+            f"{'-' if loss is None else f'{loss:.4f}'}, {preference}"
+            f"{'-' if speed is None else f'{speed:,.0f}'} tokens/s")
 
 
 def point_adapter_at_base(final_dir: Path, checkpoint: Checkpoint, revision: str | None) -> None:

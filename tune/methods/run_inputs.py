@@ -4,7 +4,8 @@
                  offline hub id fails at once); a method called directly locates it itself
     tokenizer    built from the checkpoint (or `model.tokenizer`), chat template required
     data         prepared by tune.data for the method's kind of data (METHODS), report printed
-    resume_from  the latest checkpoint of an interrupted run in `output.dir` (`train.resume`)
+    resume_from  the latest complete checkpoint of an interrupted run in `output.dir` (`train.resume`;
+                 whether the recipe may continue it was decided by tune.methods.run)
     model        loaded as the recipe says (dtype, 4-bit, router, Liger), from the resume
                  checkpoint's weights for full fine-tuning (tune.training.resume), then checked
                  against the tokenizer's vocabulary

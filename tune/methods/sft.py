@@ -16,8 +16,11 @@ Features:
       `final_train_loss`) and `final/` (the adapter or the full model, plus the tokenizer and
       its chat template), loadable by plain transformers / peft (tune.methods.finish).
     - Resume: when `output.dir` holds checkpoints of an interrupted run, training continues from
-      the latest (tune.methods.run_inputs, tune.training.resume), its steps identical to an
-      uninterrupted run.
+      the latest complete one (tune.methods.run_inputs, tune.training.resume), its steps identical
+      to an uninterrupted run; a checkpoint at the last step finishes the run without training
+      (tune.training.continuation). A checkpoint counts once its completion marker is written,
+      after every file of it (tune.training.checkpoint_guard, which also applies
+      `output.save_total_limit`, after the marker).
 
 Refuses, before any training step, with a UserError: an unreachable hub id with no local copy,
 a tokenizer without a chat template or larger than the model's vocabulary, a malformed data row
@@ -46,6 +49,7 @@ def build_sft_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
     from tune.methods.run_records import make_ready
     from tune.models.adapters import lora_config
     from tune.training.arguments import router_aux_coef, sft_config
+    from tune.training.checkpoint_guard import CheckpointGuard, take_over_rotation
     from tune.training.progress import ProgressCallback
     from tune.training.trainers import SftTrainer
 
@@ -53,15 +57,17 @@ def build_sft_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
     inputs = load_run_inputs(recipe, run_dir, checkpoint, printer)
     data = inputs.data
     progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe))
+    args = sft_config(recipe, run_dir, has_eval=len(data.eval) > 0)
+    guard = CheckpointGuard(run_dir, take_over_rotation(args), printer)  # complete checkpoints only
     set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
     trainer = SftTrainer(
         model=inputs.model,
-        args=sft_config(recipe, run_dir, has_eval=len(data.eval) > 0),
+        args=args,
         train_dataset=data.train,
         eval_dataset=data.eval if len(data.eval) else None,
         processing_class=inputs.tokenizer,
         peft_config=lora_config(recipe),
-        callbacks=[progress],
+        callbacks=[progress, guard],
         min_lr_hold_steps=recipe.train.min_lr_hold_steps,
     )
     return make_ready(recipe, run_dir, inputs, trainer, progress, started, printer)
@@ -70,7 +76,8 @@ def build_sft_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
 def train_sft(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None = None, printer: Printer = print) -> RunResult:
     """Train ``recipe`` (method sft) and write its outputs into ``run_dir``."""
     from tune.methods.finish import finish_run
+    from tune.training.continuation import train_or_finish
 
     ready = build_sft_trainer(recipe, run_dir, checkpoint, printer)
-    result = ready.trainer.train(resume_from_checkpoint=ready.inputs.resume_checkpoint)
+    result = train_or_finish(ready.trainer, ready.inputs.resume_from, printer)
     return finish_run(TrainedRun(ready, result), printer)

@@ -3,6 +3,9 @@
 Run on the recipe tree before schema validation (paths are already absolute, tune.config.paths):
 
 - ``card`` must name a dataset card (`tune data ls`); ``format`` must name a converter.
+- ``fields`` may map only the logical fields the converter reads (the card's converter, else
+  ``format``'s) to non-empty column names; preparation would refuse anything else only after
+  the model's tokenizer and the data had loaded.
 - The dataset's rows (the card's kind, or the format's) must be what ``method.name`` trains on
   (tune.config.methods.METHODS: `sft` trains on conversations, `dpo` on preference pairs).
 - An entry without ``share`` gets the card's default weight (1 for a plain file) when it sets
@@ -29,8 +32,11 @@ def resolve_datasets(tree: dict, positions: PositionMap) -> list[Problem]:
             problem = _check_format(entry, f"{key}.format", positions)
         if problem is None:
             problem = _check_kind(entry, card, _method_name(tree), key, positions)
+        fields = _check_fields(entry, card, key, positions) if problem is None else []
         if problem is not None:
             problems.append(problem)
+        elif fields:
+            problems += fields
         elif "share" not in entry or entry["share"] is None:
             entry.setdefault("weight", card.default_weight if card is not None else 1.0)
     return problems
@@ -65,6 +71,27 @@ def _check_card(entry: dict, key: str, positions: PositionMap) -> tuple[Card | N
         return None, Problem(positions.value(f"{key}.card"), f"{key}.card", what,
                              "a card listed by `tune data ls`", closest(name, card_names()))
     return load_card(name), None
+
+
+def _check_fields(entry: dict, card: Card | None, key: str, positions: PositionMap) -> list[Problem]:
+    """A problem per `fields` entry the converter cannot use: a logical field it does not read
+    (tune.data.converters.base.Converter.logical_fields), or an empty column name."""
+    fields = entry.get("fields")
+    if not isinstance(fields, dict):
+        return []  # absent, or the schema reports the wrong type
+    name = card.source.converter if card is not None else (entry.get("format") or "messages")
+    converter = CONVERTERS[name]
+    known = converter.logical_fields
+    problems = []
+    for logical, column in fields.items():
+        path = f"{key}.fields.{logical}"
+        if logical not in known:
+            what = f"converter `{name}` reads no field {logical!r}" + (f" (the converter of card {card.name!r})" if card else "")
+            problems.append(Problem(positions.key(path), path, what,
+                                    f"a field it reads, mapped to a column name: {', '.join(known)}", closest(logical, known)))
+        elif isinstance(column, str) and not column:
+            problems.append(Problem(positions.value(path), path, "empty column name", "the name of the source column that holds it"))
+    return problems
 
 
 def _check_format(entry: dict, key: str, positions: PositionMap) -> Problem | None:

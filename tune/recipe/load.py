@@ -1,11 +1,19 @@
 """``load_recipe``: from a recipe file and overrides to a validated, resolved Recipe.
 
 The steps: read the file with its bases, overrides and paths (tune.config.recipe_tree); resolve
-the model name, variant and MoE router defaults against the presets (tune.recipe.model_checks)
-and the datasets against the cards and converters (tune.recipe.dataset_checks); validate against
-the schema (tune.config.validation); then the combinations the schema cannot see, from the
-architecture: LoRA targets and Liger support (tune.recipe.architecture_checks). Problems of the
-last four steps are reported together, in reading order, in one RecipeError.
+the model name, variant, `path` / `revision` and MoE router defaults against the presets
+(tune.recipe.model_checks) and the datasets against the cards and converters, their `fields`
+included (tune.recipe.dataset_checks); check single values the schema's types let through:
+non-finite numbers, booleans for numbers, dates off the calendar (tune.config.value_checks);
+validate against the schema (tune.config.validation); then the combinations the schema cannot
+see: settings one section makes pointless in another (tune.recipe.setting_checks), and, from the
+architecture, LoRA targets and Liger support (tune.recipe.architecture_checks). Problems of the
+steps after reading are reported together, in reading order, in one RecipeError; a key reported
+by the value checks is not reported again by the schema.
+
+What the machine must offer is checked elsewhere: this one's (trackers installed, `output.dir`
+writable) by tune.recipe.environment_checks, run by `tune validate` and `tune run`; the training
+machine's (GPU, kernels, precision) by tune.models.machine_checks at run start.
 """
 
 from __future__ import annotations
@@ -18,9 +26,11 @@ from tune.config.loaded_recipe import LoadedRecipe
 from tune.config.problems import RecipeError, reading_order
 from tune.config.recipe_tree import read_recipe_tree
 from tune.config.validation import validate
+from tune.config.value_checks import value_problems
 from tune.recipe.architecture_checks import architecture_problems
 from tune.recipe.dataset_checks import resolve_datasets
 from tune.recipe.model_checks import resolve_model
+from tune.recipe.setting_checks import setting_problems
 
 
 def load_recipe(path: str | Path, overrides: Iterable[str] = (), now: datetime | None = None) -> LoadedRecipe:
@@ -33,10 +43,14 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = (), now: datetime |
     read = read_recipe_tree(path, overrides, now)
     tree, positions = read.tree, read.positions
     problems = read.problems + resolve_model(tree, positions) + resolve_datasets(tree, positions)
+    values = value_problems(tree, positions)
     recipe, schema_problems = validate(tree, positions)
-    problems += schema_problems
+    reported = {problem.key for problem in values}
+    problems += values + [p for p in schema_problems if p.key not in reported]
+    if recipe is not None and values:
+        recipe = None  # the schema accepted a value the checks refuse (`max_steps: true`)
     if recipe is not None:
-        problems += architecture_problems(recipe, positions)
+        problems += setting_problems(recipe, positions) + architecture_problems(recipe, positions)
     if problems or recipe is None:
         raise RecipeError(reading_order(problems, positions.root.source))
     return LoadedRecipe(recipe, read.file, read.overrides, positions)

@@ -6,6 +6,10 @@ Run on the recipe tree before schema validation; values are fixed in place:
   of the file that wrote it), else a hub id ``owner/name``; anything else is an unknown preset.
 - ``model.variant``: only for presets, and only one the preset offers; filled with the preset's
   default when unset.
+- ``model.path`` / ``model.revision``: refused with a tiny twin (built locally from its preset:
+  nothing would read them) and with a local directory as ``model.name`` (it is the checkpoint; a
+  second folder would leave unclear which one trains). A real preset's or a hub id's `path` is
+  its local copy.
 - ``model.router_aux_loss_coef`` / ``output_router_logits``: on an MoE model, written out when
   unset (the checkpoint's coefficient, 0.01 for LLM-jp-4 32B-A3B, and on: LLM-jp trained with it);
   on a dense model, refused.
@@ -37,7 +41,28 @@ def resolve_model(tree: dict, positions: PositionMap) -> list[Problem]:
     kind, problem = _resolve_name(model, positions)
     if problem is not None:
         return [problem]
-    return [p for p in (_check_variant(model, kind, positions), _resolve_router(model, positions)) if p]
+    checks = (_check_variant(model, kind, positions), *_check_source_keys(model, kind, positions), _resolve_router(model, positions))
+    return [p for p in checks if p]
+
+
+def _check_source_keys(model: dict, kind: str, positions: PositionMap) -> list[Problem]:
+    """`model.path` / `model.revision` where they would be ignored or contradict `model.name`: a
+    tiny twin is built locally from its preset, and a local directory named by `model.name` is
+    already the checkpoint."""
+    preset = get_preset(model["name"]) if kind == "preset" else None
+    if preset is not None and preset.is_tiny:
+        what = {key: f"would be ignored: {model['name']} is a tiny twin, built locally from its preset (no checkpoint is read)"
+                for key in ("path", "revision")}
+        fix = {"path": "no `path` (to train a checkpoint you saved, set model.name to its folder)", "revision": "no `revision`"}
+    elif kind == "local directory":
+        what = {"path": f"model.name already names the local checkpoint {model['name']}; a second folder leaves "
+                        "it unclear which one trains",
+                "revision": f"would be ignored: model.name names the local checkpoint {model['name']}, not a hub repository"}
+        fix = {"path": "no `path` (model.name is the folder read)", "revision": "no `revision` (it selects a hub commit)"}
+    else:
+        return []
+    return [Problem(positions.value(f"model.{key}"), f"model.{key}", what[key], fix[key])
+            for key in ("path", "revision") if model.get(key) is not None]
 
 
 def _resolve_router(model: dict, positions: PositionMap) -> Problem | None:

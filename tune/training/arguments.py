@@ -13,17 +13,12 @@ _SCHEDULERS = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "
 def resolve_precision(recipe: Recipe) -> str:
     """`bf16`, `fp16` or `fp32`: `auto` means bf16 on a CUDA GPU that supports it, fp32 elsewhere.
 
-    Refuses fp16 without a CUDA GPU (CPU autocast has no fp16 path worth training in).
+    Refuses what this machine lacks (fp16 without a CUDA GPU, bf16 on a GPU without it): the
+    rule lives in tune.models.machine_checks, which `tune run` asks before any data work.
     """
-    import torch
+    from tune.models.machine_checks import resolve_precision as machine_precision
 
-    precision = recipe.train.precision
-    has_gpu = torch.cuda.is_available()
-    if precision == "auto":
-        return "bf16" if has_gpu and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "fp16" and not has_gpu:
-        raise UserError("train.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on this machine")
-    return precision
+    return machine_precision(recipe)
 
 
 def router_aux_coef(recipe: Recipe) -> float | None:
@@ -42,7 +37,9 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
     folder's name as the trackers' `run_name`.
 
     With ``has_eval`` (rows were held out) and `train.eval_steps`, evaluation runs every that
-    many steps. Refuses (UserError) fp16 without a CUDA GPU.
+    many steps. transformers' ``logging_nan_inf_filter`` is off: a non-finite loss is reported as
+    it is, never replaced by the mean of earlier ones (tune.training.nan_guard stops the run on
+    one). Refuses (UserError) fp16 without a CUDA GPU.
     """
     import torch
 
@@ -86,6 +83,7 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
         router_aux_loss_coef=router_aux_coef(recipe),
         disable_tqdm=True,
         dataloader_num_workers=0,
+        logging_nan_inf_filter=False,  # a non-finite loss is never logged as an earlier mean (tune.training.nan_guard)
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -43,7 +44,9 @@ def source_commit() -> dict[str, object] | None:
 
 
 def write_manifest(path: Path, **fields) -> dict:
-    """Write manifest.json with the environment (versions, git, python, platform) plus ``fields``."""
+    """Write manifest.json with the environment (versions, git, python, platform) plus ``fields``.
+    It is written beside ``path`` and renamed into place: a run folder never holds half a manifest
+    (its presence says the run finished). What the training figures mean: docs/manifest.md."""
     manifest = {
         "packages": package_versions(),
         "git": source_commit(),
@@ -51,5 +54,7 @@ def write_manifest(path: Path, **fields) -> dict:
         "platform": platform.platform(),
         **fields,
     }
-    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    os.replace(partial, path)
     return manifest

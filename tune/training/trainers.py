@@ -1,24 +1,35 @@
-"""The trainer classes tune runs: TRL's own, plus tune's cosine schedule with a held minimum.
+"""The trainer classes tune runs: TRL's own, plus tune's schedule, numerical guard and resume fix.
 
-    SftTrainer   trl.SFTTrainer + tune.training.schedule.MinLrHoldMixin
+    SftTrainer   trl.SFTTrainer + the mixins below
     DpoTrainer   tune.training.dpo_trainer.PretokenizedDPOTrainer (TRL's DPOTrainer taking tune's
-                 pre-tokenized pairs) + MinLrHoldMixin
+                 pre-tokenized pairs) + the mixins below
 
-Both take ``min_lr_hold_steps`` (`train.min_lr_hold_steps`) besides TRL's own arguments; with 0 they
-behave exactly as TRL's classes.
+The mixins, which every method's trainer gets:
+    NonFiniteGuardMixin   tune.training.nan_guard: a non-finite loss, gradient norm or weight stops
+                          the run (a UserError naming the step and the likely knobs) before anything
+                          of that step is saved; under fp16 a gradient overflow is a skipped step
+    AdapterDtypeMixin     tune.training.adapter_dtype: a resumed run trains its adapters in the dtype
+                          the trainer built them in (QLoRA's bf16 adapters), so QLoRA resumes exactly
+    MinLrHoldMixin        tune.training.schedule: `train.min_lr_hold_steps`
+
+Both take ``min_lr_hold_steps`` besides TRL's own arguments; with 0, a fresh run trains exactly as
+with TRL's classes as long as every number stays finite.
 """
 
 from __future__ import annotations
 
 from trl import SFTTrainer
 
+from tune.training.adapter_dtype import AdapterDtypeMixin
 from tune.training.dpo_trainer import PretokenizedDPOTrainer
+from tune.training.nan_guard import NonFiniteGuardMixin
 from tune.training.schedule import MinLrHoldMixin
 
 
-class SftTrainer(MinLrHoldMixin, SFTTrainer):
-    """TRL's SFTTrainer with `train.min_lr_hold_steps` (tune.training.schedule)."""
+class SftTrainer(NonFiniteGuardMixin, AdapterDtypeMixin, MinLrHoldMixin, SFTTrainer):
+    """TRL's SFTTrainer with the numerical guard, the adapter-dtype resume fix and `train.min_lr_hold_steps`."""
 
 
-class DpoTrainer(MinLrHoldMixin, PretokenizedDPOTrainer):
-    """TRL's DPOTrainer on pre-tokenized pairs (tune.training.dpo_trainer) with `train.min_lr_hold_steps`."""
+class DpoTrainer(NonFiniteGuardMixin, AdapterDtypeMixin, MinLrHoldMixin, PretokenizedDPOTrainer):
+    """TRL's DPOTrainer on pre-tokenized pairs (tune.training.dpo_trainer) with the numerical guard,
+    the adapter-dtype resume fix and `train.min_lr_hold_steps`."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 
+from tune.data import json_text
 from tune.data.converters.row_fields import without_nulls
 from tune.data.records import BadRow, type_name
 
@@ -69,14 +70,16 @@ def normalise_tool_calls(calls, label: str) -> list[dict]:
         arguments = body.get("arguments")
         if arguments is None:
             arguments = {}
-        normalised.append({"name": body["name"], "arguments": _decoded(arguments)})
+        normalised.append({"name": body["name"], "arguments": _decoded(arguments, f"{here}.arguments")})
     return normalised
 
 
-def _decoded(arguments):
+def _decoded(arguments, label: str):
+    """A JSON string holding an object as that object; any other string as it is. BadRow for JSON
+    Python cannot hold (tune.data.json_text)."""
     if isinstance(arguments, str):
         try:
-            value = json.loads(arguments)
+            value = json_text.loads(arguments, label)
         except json.JSONDecodeError:
             return arguments
         if isinstance(value, dict):

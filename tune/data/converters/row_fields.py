@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from tune.data import json_text
 from tune.data.records import BadRow, type_name
 
 
@@ -68,13 +69,14 @@ def get_list(row: dict, fields: Mapping[str, str], logical: str) -> list:
     """A required list field. Some copies store such lists as a JSON string: that is decoded (and its
     null-valued keys removed, as ``source_row`` removes the row's).
 
-    Raises BadRow: missing_field, invalid_json (a string that is not JSON), wrong_type.
+    Raises BadRow: missing_field, invalid_json (a string that is not JSON), wrong_type, and what
+    tune.data.json_text refuses in JSON that parses (number_too_long, too_deep, lone_surrogate).
     """
     name = column(fields, logical)
     value = get_field(row, fields, logical)
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = json_text.loads(value, f"`{name}`")
         except json.JSONDecodeError as err:
             raise BadRow("invalid_json", f"`{name}` is a string that is not valid JSON ({err.msg})") from None
         value = without_nulls(value)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from tune.data import json_text
 from tune.data.converters.row_fields import column, get_list, optional_system, source_row
 from tune.data.converters.message_lists import canonical_message, normalise_tool_calls
 from tune.data.converters.base import Converted, Converter
@@ -104,7 +105,7 @@ def _message(turn, label: str, shape: str) -> dict:
 
 def _tool_call(value: str, label: str) -> list[dict]:
     try:
-        call = json.loads(value)
+        call = json_text.loads(value, label)
     except json.JSONDecodeError as err:
         raise BadRow("bad_tool_call", f"{label} of a function_call is not valid JSON ({err.msg})") from None
     return normalise_tool_calls([call], label)
