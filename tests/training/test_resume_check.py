@@ -28,6 +28,7 @@ def test_the_keys_that_may_change_on_resume_are_these_and_no_others():
     assert declared() == {
         "description": FREE,
         "data.cache": FREE, "data.num_proc": FREE,
+        "launch.timeout_minutes": FREE, "launch.preempt_signals": FREE,
         "train.epochs": LENGTH, "train.max_steps": LENGTH, "train.resume": FREE,
         "output.dir": FREE, "output.save_steps": FREE, "output.save_total_limit": FREE, "output.overwrite": FREE,
         "logging.report_to": FREE, "logging.logging_steps": FREE,

@@ -494,8 +494,29 @@ class TrainSection(Section):
         "(no hold).",
     )
     per_device_batch_size: int = Field(default=1, ge=1, description="Sequences per device per micro-step. Default 1.")
-    grad_accumulation: int = Field(
-        default=1, ge=1, description="Micro-steps per optimizer step (global batch = this x per-device batch x processes). Default 1."
+    grad_accumulation: int | None = Field(
+        default=None,
+        ge=1,
+        description="Micro-steps per optimizer step (global batch = nodes x processes_per_node x "
+        "per_device_batch_size x this). Default: derived from `global_batch_size` when that is set, else 1; "
+        "given together with `global_batch_size`, the two must agree.",
+    )
+    global_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Sequences per optimizer step across the whole job. With it the recipe means the same "
+        "batch on any topology: `grad_accumulation` = this / (nodes x processes_per_node x "
+        "per_device_batch_size), refused when that is not a whole number. Default: none (`grad_accumulation` "
+        f"decides). LLM-jp's SFT uses 64 ({LLMJP_SFT}), its DPO 256.",
+    )
+    master_weights: Literal["fp32", "none"] = Field(
+        default="fp32",
+        description="Full fine-tuning (`method.peft: none`): `fp32` keeps fp32 master weights and optimizer "
+        "states and computes in `train.precision` (bf16 on a GPU), as LLM-jp's NeMo recipes do "
+        "(megatron_amp_O2, bf16-mixed): FSDP2's mixed precision, DeepSpeed's bf16, or autocast on one "
+        "process. `none` updates the weights in `model.dtype` directly: with bf16 weights most small "
+        "updates round away (at lr 2e-5 about 70% of LLM-jp-4 8B's weights do not change in a step). "
+        "LoRA and QLoRA train fp32 adapters either way. Default `fp32`.",
     )
     optimizer: Literal["adamw_torch", "adamw_torch_fused", "adafactor", "sgd"] = Field(
         default="adamw_torch", description="Optimizer (transformers name). Default `adamw_torch` (Adam with decoupled weight decay)."
@@ -580,6 +601,34 @@ class LaunchSection(Section):
     processes_per_node: int = Field(
         default=1, ge=1, le=64, description="Processes (one per GPU) on each machine. Default 1."
     )
+    strategy: Literal["ddp", "fsdp2", "deepspeed_zero2", "deepspeed_zero3"] = Field(
+        default="ddp",
+        description="How the processes share the work, through accelerate: `ddp` (every process holds the "
+        "whole model), `fsdp2` (PyTorch FSDP2: parameters, gradients and optimizer states sharded), "
+        "`deepspeed_zero2` (optimizer states and gradients sharded) or `deepspeed_zero3` (parameters too; "
+        "needs the `tune[deepspeed]` extra). Default `ddp`.",
+    )
+    cpu_offload: bool = Field(
+        default=False,
+        description="With `fsdp2` or `deepspeed_zero*`: keep the sharded parameters and optimizer states in CPU "
+        "memory between uses (fits larger models on fewer GPUs, at a cost in speed). Default false.",
+    )
+    timeout_minutes: float = Field(
+        default=30,
+        gt=0,
+        le=1440,
+        description="How long a rendezvous or a collective may wait for a peer before the job fails with one "
+        "clear message (a peer that never starts, a rank stuck elsewhere). Default 30.",
+        json_schema_extra=RESUME_FREE,
+    )
+    preempt_signals: list[Literal["SIGTERM", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGHUP"]] = Field(
+        default_factory=lambda: ["SIGTERM", "SIGUSR1"],
+        description="Signals that make every rank finish its step, save one complete checkpoint at the same "
+        "step and exit with the `preempted` status (75), so the job can be resubmitted and continue. PBS "
+        "and SLURM send SIGTERM before a kill; tune's job scripts send SIGUSR1 a set time before walltime. "
+        "Default [SIGTERM, SIGUSR1].",
+        json_schema_extra=RESUME_FREE,
+    )
 
 
 class Recipe(Section):
@@ -594,6 +643,34 @@ class Recipe(Section):
     output: OutputSection = Field(default_factory=OutputSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     launch: LaunchSection = Field(default_factory=LaunchSection)
+
+    @model_validator(mode="after")
+    def _batch_and_master_weights(self) -> "Recipe":
+        """Derive `train.grad_accumulation` from `train.global_batch_size` (refusing a topology that cannot
+        reach it), and refuse 16-bit weights where fp32 master weights are asked for."""
+        train, launch = self.train, self.launch
+        per_step = launch.nodes * launch.processes_per_node * train.per_device_batch_size
+        if train.global_batch_size is not None:
+            accumulation, rest = divmod(train.global_batch_size, per_step)
+            if rest or not accumulation:
+                raise ValueError(
+                    f"`train.global_batch_size` {train.global_batch_size} is not a whole multiple of launch.nodes x "
+                    f"launch.processes_per_node x train.per_device_batch_size = {launch.nodes} x "
+                    f"{launch.processes_per_node} x {train.per_device_batch_size} = {per_step}; change one of them")
+            if train.grad_accumulation is not None and train.grad_accumulation != accumulation:
+                raise ValueError(
+                    f"`train.grad_accumulation` {train.grad_accumulation} and `train.global_batch_size` "
+                    f"{train.global_batch_size} disagree ({per_step} sequences per micro-step x "
+                    f"{train.grad_accumulation} = {per_step * train.grad_accumulation}); give one of them")
+            train.grad_accumulation = accumulation
+        elif train.grad_accumulation is None:
+            train.grad_accumulation = 1
+        if self.method.peft == "none" and train.master_weights == "fp32" and self.model.dtype in ("bfloat16", "float16"):
+            raise ValueError(
+                f"`model.dtype: {self.model.dtype}` with full fine-tuning holds 16-bit weights, and `train.master_weights` "
+                "is `fp32`: set model.dtype: auto (fp32 masters, computed in train.precision) or "
+                "train.master_weights: none (train the 16-bit weights directly)")
+        return self
 
     @model_validator(mode="after")
     def _method_learning_rates(self) -> "Recipe":
