@@ -91,7 +91,10 @@ def test_validate_json_is_one_object_matching_the_yaml(capsys):
 
 
 # Every verb that takes a recipe, with its options (besides --help) in groups.
-RECIPE_VERBS = {("run",): [], ("validate",): [["--json"]], ("data", "preview"): [["-n", "2"], ["--json"]]}
+# `launch` is tested with its scheduler argument (pbs).
+RECIPE_VERBS = {("run",): [], ("validate",): [["--json"]], ("plan",): [["--json"], ["--gpu", "H100"], ["--samples", "640"], ["--mfu", "0.4"]],
+                ("launch", "pbs"): [["--walltime", "01:00:00"], ["--group", "g"]],
+                ("data", "preview"): [["-n", "2"], ["--json"]]}
 
 
 def test_the_verbs_that_take_overrides_are_the_ones_tested_here(capsys):
@@ -103,7 +106,7 @@ def test_the_verbs_that_take_overrides_are_the_ones_tested_here(capsys):
         assert main([*verb, "--help"]) == 0
         if "KEY=VALUE" in capsys.readouterr().out:
             taking.append(verb)
-    assert taking == list(RECIPE_VERBS)
+    assert taking == [verb[:1] if verb[0] == "launch" else verb for verb in RECIPE_VERBS]
 
 
 @pytest.mark.parametrize("verb", list(RECIPE_VERBS), ids=" ".join)

@@ -3,9 +3,17 @@
 Verbs: ``run`` (train a recipe), ``validate`` (print the resolved recipe), ``ls`` (list the
 shipped recipes), ``cp`` (copy a shipped recipe to edit it), ``data`` (dataset cards and
 mixtures), ``merge`` (export a finished run as one standalone model with a model card),
-``chat`` (talk to a tuned model). Exit status: 0 on success, 2 for a
-user mistake (a bad recipe, a wrong argument: the problem is printed, never a traceback), 130 on
-Ctrl-C. Any other exception is a bug in tune and keeps its traceback.
+``chat`` (talk to a tuned model), ``plan`` (memory, steps and time of a recipe on a named GPU),
+``launch`` (write a PBS or SLURM job for a recipe's topology). Exit status: 0 on success, 2 for a
+user mistake (a bad recipe, a wrong argument: the problem is printed, never a traceback), 75
+(``EXIT_PREEMPTED``, EX_TEMPFAIL) when a run stopped on a preemption signal after saving a complete
+checkpoint (tune.errors.Preempted: the same command continues it), 130 on Ctrl-C. Any other exception
+is a bug in tune and keeps its traceback.
+
+Under a job (``TUNE_EXIT_STATUS_DIR`` set, by tune's job scripts: tune.launch.job_scripts) every process
+also writes its exit status into ``$TUNE_EXIT_STATUS_DIR/rank-<RANK>`` as it ends (1 for a bug's
+traceback), so the job tells "preempted: resubmit" from "failed" through launchers (torchrun, mpirun)
+that report only their own status.
 
 Only argparse is imported at the top: ``tune --help`` and ``tune validate`` never import torch
 or the Hugging Face stack; each verb imports what it needs when it runs.
@@ -17,9 +25,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from tune.errors import UserError
+from tune.errors import Preempted, UserError
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+EXIT_PREEMPTED = 75  # tune.errors.Preempted.exit_status: a complete checkpoint saved; the same command continues
+EXIT_STATUS_DIR = "TUNE_EXIT_STATUS_DIR"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -57,6 +67,109 @@ def cmd_validate(args: argparse.Namespace) -> int:
     sys.stdout.write(loaded.to_json() + "\n" if args.json else loaded.to_yaml())
     for line in plan_lines(loaded.recipe, loaded.positions):  # stderr: stdout stays one loadable recipe
         print(f"plan: {line}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse reports anything else with exit 2)."""
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} must be in (0, 1], e.g. 0.35")
+    return value
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print what the recipe needs (tune.plan.plan_report): parameters, memory per GPU by part, tokens
+    per step, steps and wall time on ``--gpu`` (H200 by default), and whether it fits; one JSON object
+    with ``--json``. No torch import."""
+    from tune.plan import plan_report
+    from tune.recipe import load_recipe
+
+    loaded = load_recipe(args.recipe, args.overrides)
+    report = plan_report(loaded, gpu=args.gpu, mfu=args.mfu, samples=args.samples, tokens=args.tokens)
+    if args.json:
+        import json
+
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        for line in report.lines():
+            print(line)
+    return EXIT_OK
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """Write a job for the recipe's topology into its run folder and print the script's path
+    (tune.launch.job_scripts); with ``--submit`` also submit it (``qsub`` / ``sbatch``) and print what
+    the scheduler answered. ``--nodes N`` is the override ``launch.nodes=N`` (checked like any).
+
+    Refuses (exit 2) what ``tune validate`` refuses, a recipe asking for remote code without
+    ``--trust-remote-code`` (carried into the job), what the job could not run
+    (job_scripts.check_request), and a run folder that is not new, empty or an interrupted tune run
+    whose recipe this one continues (tune.methods.run_folder_plan), and `output.overwrite=true`. The folder is marked a tune run
+    (its marker, tune.training.folder_lease) before the job is written into it."""
+    from tune.config.remote_code import consent_given, remote_code_problem
+    from tune.launch.job_scripts import JobRequest, check_request, parse_walltime, write_job
+    from tune.methods.run_folder_plan import plan_run_folder
+    from tune.recipe import load_recipe
+    from tune.recipe.environment_checks import check_environment
+    from tune.training.folder_lease import mark_run_folder
+
+    overrides = list(args.overrides) + ([f"launch.nodes={args.nodes}"] if args.nodes is not None else [])
+    loaded = load_recipe(args.recipe, overrides)
+    trust = consent_given(args.trust_remote_code)
+    remote = remote_code_problem(loaded, trust)
+    check_environment(loaded, [remote] if remote else [])
+    if args.save_before <= 0:
+        raise UserError(f"--save-before {args.save_before:g}: must be more than 0 minutes")
+    request = JobRequest(
+        scheduler=args.scheduler, walltime_s=parse_walltime(args.walltime), group=args.group, queue=args.queue,
+        reservation=args.reservation, save_before_s=max(1, round(args.save_before * 60)),
+        max_resubmits=args.max_resubmits, trust_remote_code=trust and loaded.recipe.model.trust_remote_code,
+        modules=None if args.modules is None else tuple(args.modules.split()))
+    check_request(loaded, request)
+    run_dir = Path(loaded.recipe.output.dir)
+    if loaded.recipe.output.overwrite:
+        raise UserError("output.overwrite=true: a job never starts over (its resubmissions would wipe the run they "
+                        f"continue); remove {run_dir} first, or choose another output.dir")
+    plan_run_folder(run_dir, loaded)  # refuses a folder the job could not run in (not tune's, finished, differing)
+    mark_run_folder(run_dir)
+    files = write_job(loaded, request)
+    launch, train = loaded.recipe.launch, loaded.recipe.train
+    print(f"topology: {launch.nodes} node(s) x {launch.processes_per_node} process(es), {launch.strategy}; global batch "
+          f"{launch.nodes} x {launch.processes_per_node} x {train.per_device_batch_size} x accumulation "
+          f"{train.grad_accumulation} = {launch.nodes * launch.processes_per_node * train.per_device_batch_size * train.grad_accumulation}"
+          + ("" if train.global_batch_size is not None else " (train.global_batch_size not set: it follows the topology)"))
+    print(f"job script: {files.script}")
+    print(f"frozen recipe: {files.recipe}")
+    print(f"logs: {files.job_dir / 'logs'}/<job id>.log")
+    submit = files.submit_command()
+    if not args.submit:
+        print(f"submit with: {' '.join(submit)}")
+        return EXIT_OK
+    import shutil
+    import subprocess
+
+    if shutil.which(submit[0]) is None:
+        raise UserError(f"--submit: {submit[0]} is not on PATH here; submit from a login node with: {' '.join(submit)}")
+    done = subprocess.run(submit, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UserError(f"{submit[0]} refused the job (exit status {done.returncode}): "
+                        f"{(done.stderr or done.stdout).strip()}; the job script is {files.script}")
+    print(f"submitted: {done.stdout.strip()}")
     return EXIT_OK
 
 
@@ -154,6 +267,8 @@ VERBS = {
     "data": (None, "dataset cards and the mixture a recipe trains on (ls, show, preview)"),
     "merge": (cmd_merge, "export a finished run as one standalone model (LoRA merged) with a model card"),
     "chat": (cmd_chat, "talk to a tuned model (a run folder or a merged model)"),
+    "plan": (cmd_plan, "memory per GPU, steps and wall time of a recipe, and whether it fits (no torch)"),
+    "launch": (cmd_launch, "write (and --submit) a PBS (ABCI 3.0) or SLURM job that trains a recipe on its nodes"),
 }
 
 
@@ -182,15 +297,29 @@ def build_verb_parser(name: str) -> argparse.ArgumentParser:
         parser.set_defaults(func=cmd_data)
         return parser
     parser.set_defaults(func=func)
-    if name in ("run", "validate"):
+    if name == "launch":
+        parser.add_argument("scheduler", choices=("pbs", "slurm"), help="pbs (ABCI 3.0: qsub) or slurm (sbatch)")
+    if name in ("run", "validate", "plan", "launch"):
         parser.add_argument("recipe", help="recipe file, or a shipped recipe name such as tiny/sft-lora")
         parser.add_argument("overrides", nargs="*", default=[], metavar="KEY=VALUE", help="override a recipe key, e.g. train.lr=1e-4")
-    if name == "validate":
-        parser.add_argument("--json", action="store_true", help="print one JSON object instead of YAML")
-    if name == "run":
+    if name in ("validate", "plan"):
+        parser.add_argument("--json", action="store_true",
+                            help="print one JSON object instead of " + ("YAML" if name == "validate" else "lines"))
+    if name == "plan":
+        parser.add_argument("--gpu", default="H200", help="the GPU to plan for (default H200)")
+        parser.add_argument("--samples", type=_positive_int, default=None,
+                            help="training samples after preparation, when known (else from an earlier run's data report or the cards)")
+        parser.add_argument("--tokens", type=_positive_int, default=None,
+                            help="training tokens after preparation, when known (needed for steps with packing)")
+        parser.add_argument("--mfu", type=_fraction, default=0.35,
+                            help="model FLOPs utilisation the wall time assumes (default 0.35)")
+    if name == "launch":
+        _add_launch_arguments(parser)
+    if name in ("run", "launch"):
         parser.add_argument("--trust-remote-code", action="store_true",
                             help="allow a recipe with model.trust_remote_code: true to run the checkpoint "
-                            "repository's Python code (also: TUNE_TRUST_REMOTE_CODE=1)")
+                            "repository's Python code (also: TUNE_TRUST_REMOTE_CODE=1; `launch` carries it into the job)")
+    if name == "run":
         parser.add_argument("--break-lock", action="store_true",
                             help="take over output.dir even though a lease says another run holds it (only when "
                             "you know that run is gone: the lease names its host and process)")
@@ -213,6 +342,26 @@ def build_verb_parser(name: str) -> argparse.ArgumentParser:
         parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                             help="dtype of the saved weights (default auto: the recipe's model.dtype, else the base's own)")
     return parser
+
+
+def _add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `tune launch pbs|slurm` (tune.launch.job_scripts.JobRequest says what each becomes)."""
+    from tune.launch.job_scripts import DEFAULT_MAX_RESUBMITS, DEFAULT_SAVE_BEFORE_S
+
+    parser.add_argument("--walltime", required=True, metavar="HH:MM:SS", help="the job's time limit")
+    parser.add_argument("--nodes", type=int, metavar="N", help="machines (the override launch.nodes=N; default: the recipe's)")
+    parser.add_argument("--group", metavar="G", help="PBS: the ABCI group charged (qsub -P, required); SLURM: --account")
+    parser.add_argument("--queue", metavar="Q", help="PBS: the queue, on ABCI the resource type (default rt_HF; with "
+                        "--reservation, the reserved nodes' type); SLURM: the partition")
+    parser.add_argument("--reservation", metavar="R", help="run in reservation R (PBS: qsub -q R; SLURM: --reservation)")
+    parser.add_argument("--save-before", type=float, default=DEFAULT_SAVE_BEFORE_S / 60, metavar="MINUTES",
+                        help="send the save signal this long before the walltime, so every process saves one complete "
+                        f"checkpoint and the job resubmits itself (default {DEFAULT_SAVE_BEFORE_S // 60})")
+    parser.add_argument("--max-resubmits", type=int, default=DEFAULT_MAX_RESUBMITS, metavar="N",
+                        help=f"a preempted job resubmits itself at most N times in a row (default {DEFAULT_MAX_RESUBMITS})")
+    parser.add_argument("--modules", metavar="'M1 M2'", help="environment modules the job loads (default: ABCI 3.0's "
+                        "cuda, cudnn, hpcx and nccl for pbs, none for slurm; '' for none)")
+    parser.add_argument("--submit", action="store_true", help="also submit the job (qsub / sbatch)")
 
 
 def parse_verb_args(argv: list[str]) -> argparse.Namespace:
@@ -241,7 +390,36 @@ def _unknown_verb(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``tune`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    """Run the ``tune`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status,
+    also recorded under a job (module docstring)."""
+    try:
+        status = _main(argv)
+    except BaseException as exc:
+        code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
+        _record_exit_status(code)
+        raise
+    _record_exit_status(status)
+    return status
+
+
+def _record_exit_status(status: int) -> None:
+    """Write ``status`` into ``$TUNE_EXIT_STATUS_DIR/rank-<RANK>`` when a job script asked for it."""
+    import os
+
+    folder = os.environ.get(EXIT_STATUS_DIR)
+    if not folder:
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"rank-{os.environ.get('RANK', '0')}")
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            handle.write(f"{status}\n")
+        os.replace(path + ".tmp", path)
+    except OSError as exc:
+        print(f"warning: could not record the exit status in {folder}: {exc}", file=sys.stderr)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     message = _unknown_verb(argv)
@@ -271,6 +449,9 @@ def _run_verb(args: argparse.Namespace) -> int:
         for line in exc.lines():
             print(line, file=sys.stderr)
         return EXIT_USAGE
+    except Preempted as exc:
+        print(f"preempted: {exc}", file=sys.stderr)
+        return EXIT_PREEMPTED
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -44,8 +44,9 @@ def test_a_second_run_is_refused_and_sigterm_prints_the_command_that_continues(o
     finally:
         if first.poll() is None:
             first.kill()
-    assert first.returncode == 130, err
-    assert "terminated (SIGTERM); continue this run from checkpoint-" in err, err
+    # SIGTERM is a preemption signal (launch.preempt_signals): the step ends, a checkpoint is saved, exit 75
+    assert first.returncode == 75, err
+    assert "preempted: stopped by SIGTERM: the run finished step " in err and "Continue this run from checkpoint-" in err, err
     continue_with = err.split("with:\n  ")[1].splitlines()[0]
     assert continue_with == f"tune run {run_dir / 'recipe.yaml'}"
     assert not (run_dir / LEASE).exists()

@@ -57,8 +57,11 @@ def test_plan_lines_name_what_is_4bit_and_the_trainable_states():
     assert "30.20B expert params in nf4 14.51 GiB" in lines[0]
     assert "quantized by tune.models.quantized_experts" in lines[1] and "loading peaks at 58.59 GiB" in lines[1]
     assert lines[2].startswith("memory: LoRA 0.27B params in bfloat16") and "adamw_torch states 1.00 GiB" in lines[2]
-    full = memory_plan(load_recipe("llm-jp-4-8b/sft-full").recipe)
-    assert "trainable 8.59B params in bfloat16 16.00 GiB, gradients 16.00 GiB, adamw_torch states 32.00 GiB" in full[-1]
+    # full fine-tuning keeps fp32 master weights (train.master_weights: fp32): 4 + 4 + 8 bytes per parameter
+    full = memory_plan(load_recipe("llm-jp-4-8b/sft-full", ["launch.strategy=fsdp2"]).recipe)
+    assert "trainable 8.59B params in float32 32.00 GiB, gradients 32.00 GiB, adamw_torch states 64.00 GiB" in full[-2]
+    assert full[-1].startswith("memory per GPU under launch.strategy fsdp2 over 8 processes: ")
+    assert "optimizer states 8.00 GiB" in full[-1] and "`tune plan`" in full[-1]
 
 
 def test_validate_prints_the_memory_plan_without_torch():

@@ -6,6 +6,7 @@
     data      cards, converters, the pipeline: config and the ground, never models
     recipe    the resolve layer (load_recipe): config, models, data
     plan      what `tune validate` prints: config, models
+    launch    `tune launch`'s job scripts for PBS and SLURM: config, models, plan; the standard library only
     training  trainer arguments, callbacks, resume: config, data, models
     methods   METHODS' training functions: everything below
     export    merge, model cards, chat: config, models, data, training
@@ -30,12 +31,13 @@ ALLOWED = {
     "data": {"ground", "config", "data"},
     "recipe": {"ground", "config", "models", "data", "recipe"},
     "plan": {"ground", "config", "models", "plan"},
+    "launch": {"ground", "config", "models", "plan", "launch"},
     "training": {"ground", "config", "data", "models", "training"},
     "methods": {"ground", "config", "models", "data", "training", "methods"},
     "export": {"ground", "config", "models", "data", "training", "export"},
-    "cli": {"ground", "config", "recipe", "models", "data", "training", "methods", "export", "plan", "cli"},
+    "cli": {"ground", "config", "recipe", "models", "data", "training", "methods", "export", "plan", "launch", "cli"},
 }
-THIRD_PARTY = {"ground": set(), "config": {"pydantic", "yaml"}}
+THIRD_PARTY = {"ground": set(), "config": {"pydantic", "yaml"}, "launch": set()}  # launch: never torch
 
 
 def module_name(path: Path) -> str:

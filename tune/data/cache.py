@@ -23,6 +23,18 @@ once (measured on a shared 2-core CI machine, a 2 GiB entry in the page cache: 0
 xxh3-128, 1.5 s per GiB with sha256); from a cold disk it costs what reading the entry costs,
 which also brings it into the page cache that training then reads. A cheaper check (sizes, the
 head and tail, Arrow's own validation) would miss a flipped token id in the middle.
+
+Many processes (a job of several ranks). Data is prepared once per cache: ``JobPreparation`` says
+whether this process prepares or waits, decided by `tune run`'s preflight (tune.training.preflight)
+from whether the ranks see the main rank's ``$TUNE_CACHE``: shared by the whole job (one file
+system), the main rank prepares once for the job; node-local, the first process of each node
+prepares for its node. The others wait **on the file system** (``wait_for_entry``: the entry's
+folder appears complete, by rename), never in a collective, so a preparation longer than
+`launch.timeout_minutes` never times the job out; one waiting process per node says every minute
+what it waits for. A preparation that fails leaves ``.<key>-<job token>.failed`` beside the
+entries (``mark_failed``), and the waiting processes stop (``PreparedElsewhereFailed``, an echo of
+the preparing rank's message, which that rank prints). With `data.cache: false` every process
+prepares its own copy (nothing is shared).
 """
 
 from __future__ import annotations
@@ -32,7 +44,9 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +57,7 @@ import numpy as np
 from tune.cache_dir import cache_root
 from tune.config.schema import DataSection
 from tune.data.report import DataReport
+from tune.errors import UserError
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -215,3 +230,79 @@ def remove_at_exit(folder: Path) -> None:
     """Delete ``folder`` when this process ends (prepared data that is not cached; the sets stay
     readable until then, memory-mapped)."""
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class JobPreparation:
+    """This process's part in preparing a job's data (module docstring): whether it ``prepares``;
+    otherwise who does (``preparer``, in words: `rank 0`, `local rank 0 of node 1`) and whether it
+    ``announces`` the wait (one waiting process per node). ``token`` is the job's, naming the
+    failure file of this job only."""
+
+    prepares: bool
+    preparer: str
+    token: str
+    announces: bool = False
+
+
+class PreparedElsewhereFailed(UserError):
+    """The process preparing this job's data failed (it printed why); this one stops too."""
+
+    echo = True  # tune.training.distributed.failures_agreed: the preparing rank's message is the one printed
+
+
+_JOB: JobPreparation | None = None
+WAIT_POLL_S = 1.0
+WAIT_SAY_EVERY_S = 60.0
+
+
+def set_job_preparation(job: JobPreparation | None) -> None:
+    """Set this process's part in preparing the data (`tune run` does, after its preflight; None: alone)."""
+    global _JOB
+    _JOB = job
+
+
+def job_preparation() -> JobPreparation | None:
+    """This process's part in preparing the data, or None when it prepares alone (one process)."""
+    return _JOB
+
+
+def failure_file(key: str, job: JobPreparation) -> Path:
+    return cache_root() / "data" / f".{key}-{job.token}.failed"
+
+
+def mark_failed(key: str, job: JobPreparation, error: BaseException) -> None:
+    """Leave the file that tells the waiting processes the preparation of ``key`` failed in this job."""
+    path = failure_file(key, job)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{type(error).__name__}: {error}\n")
+    except OSError:
+        pass  # the waiting ranks then stop when the launcher ends the job
+
+
+def clear_failure(key: str, job: JobPreparation) -> None:
+    failure_file(key, job).unlink(missing_ok=True)
+
+
+def wait_for_entry(key: str, job: JobPreparation, notify: Callable[[str], None] | None = None,
+                   poll_s: float | None = None, say_every_s: float | None = None) -> None:
+    """Wait until the entry ``key`` is complete in the cache (module docstring), saying so through
+    ``notify`` (stderr when None) when ``job.announces``: at once, then every ``say_every_s``
+    seconds. Raises PreparedElsewhereFailed when the preparing process left its failure file."""
+    notify = notify or (lambda line: print(line, file=sys.stderr, flush=True))
+    poll_s = WAIT_POLL_S if poll_s is None else poll_s
+    say_every_s = WAIT_SAY_EVERY_S if say_every_s is None else say_every_s
+    folder, failed = cache_dir(key), failure_file(key, job)
+    started = time.monotonic()
+    said = None
+    while not (folder / CHECKSUM_FILE).is_file():
+        if failed.exists():
+            raise PreparedElsewhereFailed(f"data: the preparation of {key} by {job.preparer} failed "
+                                          f"({failed.read_text().strip()})")
+        waited = time.monotonic() - started
+        if job.announces and (said is None or waited - said >= say_every_s):
+            notify(f"data: waiting for {job.preparer} to prepare the data into {folder} ({waited:.0f} s so far; "
+                   "it prints its progress; no timeout applies to this wait)")
+            said = waited
+        time.sleep(poll_s)

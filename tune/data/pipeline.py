@@ -62,18 +62,25 @@ def builder_for(recipe: Recipe) -> SampleBuilder:
 
 
 def prepare_data(recipe: Recipe, tokenizer: PreTrainedTokenizerFast, builder: SampleBuilder | None = None,
-                 printer: Callable[[str], None] | None = None) -> PreparedData:
+                 printer: Callable[[str], None] | None = None,
+                 job: cache.JobPreparation | None = None) -> PreparedData:
     """The recipe's training and eval sets, from the cache when an identical preparation exists
     (see the module docstring). ``builder`` defaults to the one of the method's kind of data.
     A cached entry that fails its checksums is removed and prepared again, saying so through
     ``printer`` (stderr when None); a cached report's unpacked padding figure is recomputed for
-    this recipe's batch size."""
+    this recipe's batch size. In a job of several processes (``job``, default
+    ``cache.job_preparation()``), a process that does not prepare waits for the preparing one's
+    cache entry on the file system first (tune.data.cache: ``wait_for_entry``), and a preparing
+    process that fails leaves the file that stops the waiting ones."""
     data = recipe.data
+    job = job or cache.job_preparation()
     builder = builder or builder_for(recipe)
     builder.check_options(data)
     sources, converters = open_sources(data, builder)
     parts = [{**part, **builder.key_part()} for part in source_key_parts(sources, converters)]
     key = cache.cache_key(data, recipe.train.seed, parts, cache.tokenizer_fingerprint(tokenizer))
+    if data.cache and job is not None and not job.prepares:
+        cache.wait_for_entry(key, job)  # on stderr: the waiting ranks' printer is silent
     if data.cache:
         hit = cache.load_cached(key, printer or _to_stderr)
         if hit is not None:
@@ -83,11 +90,18 @@ def prepare_data(recipe: Recipe, tokenizer: PreTrainedTokenizerFast, builder: Sa
     staging = cache.staging_dir(key)
     try:
         report, train_lengths = _build(recipe, tokenizer, builder, sources, converters, staging)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if data.cache and job is not None and job.prepares:
+            cache.mark_failed(key, job, error)
         raise
     if data.cache:
-        folder = cache.store(staging, key, report, train_lengths)
+        try:
+            folder = cache.store(staging, key, report, train_lengths)
+        except BaseException as error:
+            if job is not None and job.prepares:
+                cache.mark_failed(key, job, error)
+            raise
     else:
         folder = staging
         cache.remove_at_exit(folder)

@@ -18,6 +18,12 @@ After ``trainer.train()``:
       and accuracy) against step, drawn from ``metrics.jsonl`` (tune.training.curve; none when no loss
       was logged);
     - two printed lines: the run's final figures, and where the outputs are.
+
+Many processes: every rank evaluates and calls ``trainer.save_model`` (FSDP2 and ZeRO-3 gather the
+full weights from every rank's shards; transformers writes them from the main rank); everything
+else in ``final/`` and the run folder (tokenizer, portable rewrite, adapter base, manifest, curve,
+model card) is written by the main rank alone, after every rank has saved. The other ranks return
+the same figures without writing them.
 """
 
 from __future__ import annotations
@@ -47,18 +53,19 @@ def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
     eval_rewards = {k.removeprefix("eval_rewards/"): v for k, v in eval_metrics.items() if k.startswith("eval_rewards/")}
 
     final_dir = run_dir / "final"
-    trainer.save_model(str(final_dir))
-    inputs.tokenizer.save_pretrained(str(final_dir))
-    trainer.accelerator.wait_for_everyone()  # every process has saved: rewrite the files once, on the main one
-    if trainer.is_world_process_zero():
-        make_portable(final_dir, [Path(recipe.model.tokenizer) if recipe.model.tokenizer else inputs.checkpoint.folder])
+    trainer.save_model(str(final_dir))  # every rank: sharded weights are gathered; the main rank writes
+    main = trainer.is_world_process_zero()
+    trainer.accelerator.wait_for_everyone()  # every process has saved: the rest is written once, on the main one
     adapter = recipe.method.peft != "none"
-    if adapter:
-        point_adapter_at_base(final_dir, inputs.checkpoint, recipe.model.revision)
+    if main:
+        inputs.tokenizer.save_pretrained(str(final_dir))
+        make_portable(final_dir, [Path(recipe.model.tokenizer) if recipe.model.tokenizer else inputs.checkpoint.folder])
+        if adapter:
+            point_adapter_at_base(final_dir, inputs.checkpoint, recipe.model.revision)
     wall = time.perf_counter() - ready.started
     runtime = run.result.metrics.get("train_runtime", 0.0)
     figures = progress.run_figures(trainer.state, run.result.training_loss, runtime)  # docs/manifest.md
-    manifest = write_manifest(
+    manifest = (write_manifest if main else _unwritten)(
         run_dir / "manifest.json",
         method=recipe.method.name,
         peft=recipe.method.peft,
@@ -72,12 +79,18 @@ def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
         **run.extra,
         final_dir=str(final_dir),
     )
-    write_training_curve(progress.metrics_path, run_dir / CURVE_FILE, curve_title(recipe, run_dir), copy_to=[final_dir])
-    write_card(final_dir, recipe, manifest, title=run_dir.name, form="adapter" if adapter else "full")
+    if main:
+        write_training_curve(progress.metrics_path, run_dir / CURVE_FILE, curve_title(recipe, run_dir), copy_to=[final_dir])
+        write_card(final_dir, recipe, manifest, title=run_dir.name, form="adapter" if adapter else "full")
     kind = "LoRA adapter" if adapter else "model"
     printer(done_line(manifest, preference_figures(progress.last_record).replace(" | ", ", ")))
     printer(f"saved {kind} + tokenizer to {final_dir}  (run folder: {run_dir})")
     return RunResult(manifest, trainer.model, inputs.tokenizer)
+
+
+def _unwritten(path: Path, **fields) -> dict:
+    """The manifest's fields as the main rank writes them (without the environment it adds), not written."""
+    return dict(fields)
 
 
 def done_line(manifest: dict, preference: str = "") -> str:

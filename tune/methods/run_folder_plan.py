@@ -64,9 +64,15 @@ class FolderPlan:
     legacy: bool = False
 
 
+# What `tune launch` writes into a run folder before the job's first `tune run` (tune.launch.job_scripts
+# JOB_FOLDER: the job script, the frozen recipe, the logs); never removed by a start-over.
+LAUNCH_FOLDER = "job"
+
+
 def own_files(name: str) -> bool:
-    """Whether ``name`` is the marker, the lease, or one of their files written aside."""
-    return any(name == f or name.startswith(f".{f}.") for f in (MARKER, LEASE))
+    """Whether ``name`` is the marker, the lease, one of their files written aside, or the folder of a
+    job `tune launch` wrote (LAUNCH_FOLDER): none of these makes a folder hold a run."""
+    return name == LAUNCH_FOLDER or any(name == f or name.startswith(f".{f}.") for f in (MARKER, LEASE))
 
 
 def complete_checkpoints(run_dir: Path, legacy: bool) -> list[Path]:

@@ -11,6 +11,14 @@
                  against the tokenizer's vocabulary
 
 The seed is set before the model loads, so every method draws new weights the same way.
+
+Many processes: every rank loads its own tokenizer, data and model; the data is prepared once (the
+preparing rank writes the cache entry, the others wait for it on the file system: tune.data.cache),
+and a failure on any rank stops every rank once all have finished this step, printed once
+(tune.training.distributed.failures_agreed), so a rank whose preparation failed never leaves the
+others waiting in the trainer's first collective. Nothing here may run a collective (the block's
+rule): the trainer arguments, whose DeepSpeed ZeRO-3 config would make ``from_pretrained``
+partition the weights collectively (zero.Init), are built after this step.
 """
 
 from __future__ import annotations
@@ -56,18 +64,22 @@ def load_run_inputs(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None
     from tune.models.loading import check_vocab_fits, load_model, load_tokenizer
     from tune.training.resume import latest_checkpoint, weights_for_resume
 
-    checkpoint = checkpoint or locate_checkpoint(recipe.model)
-    printer(f"model: {checkpoint.source} ({checkpoint.folder})")
-    tokenizer = load_tokenizer(recipe, checkpoint)
-    data = prepare_data(recipe, tokenizer, printer=printer)
-    printer(f"data: prepared {'(from cache) ' if data.from_cache else ''}key {data.key}")
-    for line in data.report.lines():
-        printer(f"data: {line}")
+    from tune.training.distributed import ensure_process_group, failures_agreed
 
-    resume_from = latest_checkpoint(run_dir) if recipe.train.resume else None
-    if resume_from:
-        printer(f"resuming from {resume_from}")
-    set_seed(recipe.train.seed)
-    model = load_model(recipe, weights_for_resume(checkpoint, resume_from, recipe))
-    check_vocab_fits(model, tokenizer, checkpoint.source)
+    ensure_process_group(recipe.launch.timeout_minutes)  # made by `tune run` already; here for direct callers
+    with failures_agreed():
+        checkpoint = checkpoint or locate_checkpoint(recipe.model)
+        printer(f"model: {checkpoint.source} ({checkpoint.folder})")
+        tokenizer = load_tokenizer(recipe, checkpoint)
+        data = prepare_data(recipe, tokenizer, printer=printer)
+        printer(f"data: prepared {'(from cache) ' if data.from_cache else ''}key {data.key}")
+        for line in data.report.lines():
+            printer(f"data: {line}")
+
+        resume_from = latest_checkpoint(run_dir) if recipe.train.resume else None
+        if resume_from:
+            printer(f"resuming from {resume_from}")
+        set_seed(recipe.train.seed)
+        model = load_model(recipe, weights_for_resume(checkpoint, resume_from, recipe))
+        check_vocab_fits(model, tokenizer, checkpoint.source)
     return RunInputs(checkpoint, tokenizer, data, resume_from, model)

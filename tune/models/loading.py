@@ -23,6 +23,17 @@ def resolve_dtype(name: str):
     return getattr(torch, name)
 
 
+def weights_dtype(recipe: Recipe):
+    """The dtype the model's weights load in: fp32 for full fine-tuning with `train.master_weights: fp32`
+    (the weights are the fp32 master copy; the compute runs in `train.precision`, tune.training.strategy),
+    else `model.dtype` (resolve_dtype). The schema refuses a 16-bit `model.dtype` with fp32 masters."""
+    import torch
+
+    if recipe.method.peft == "none" and recipe.train.master_weights == "fp32":
+        return torch.float32
+    return resolve_dtype(recipe.model.dtype)
+
+
 def load_tokenizer(recipe: Recipe, checkpoint: Checkpoint):
     """The fast tokenizer for the run, with its chat template; UserError if it has none."""
     from tune.models.tokenizer_sentencepiece import build_fast_tokenizer_from_assets
@@ -41,7 +52,7 @@ def load_tokenizer(recipe: Recipe, checkpoint: Checkpoint):
 
 
 def load_model(recipe: Recipe, checkpoint: Checkpoint):
-    """The causal LM in the recipe's dtype and attention kernel, ready for training: 4-bit and
+    """The causal LM in its training dtype (weights_dtype) and attention kernel, ready for training: 4-bit and
     prepared for k-bit training under `method.peft: qlora` (tune.models.quantization), with the
     recipe's MoE router settings, and with Liger's kernels when `model.liger` (tune.models.liger_patch)."""
     from transformers import AutoModelForCausalLM
@@ -51,7 +62,7 @@ def load_model(recipe: Recipe, checkpoint: Checkpoint):
 
         require_liger_device()  # before minutes of loading: no GPU, no Liger
     kwargs = {
-        "dtype": resolve_dtype(recipe.model.dtype),
+        "dtype": weights_dtype(recipe),
         "attn_implementation": recipe.model.attn_implementation,
         "trust_remote_code": recipe.model.trust_remote_code,
         **router_overrides(recipe),

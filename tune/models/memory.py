@@ -25,6 +25,7 @@ GIB = 1024**3
 BLOCK = 64          # bitsandbytes 4-bit block size
 NESTED_BLOCK = 256  # double quantization: absmax values per nested block
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+DTYPE_BYTES = _BYTES  # bytes per value of each dtype name (tune.models.training_memory)
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,13 @@ def four_bit_bytes(numel: int, double_quant: bool) -> int:
     return packed + blocks + 4 * -(-blocks // NESTED_BLOCK) + 4 * 256 + 4 * 16 + 4
 
 
-def memory_estimate(recipe: Recipe, on_gpu: bool = True, quantize_experts: bool = True) -> MemoryEstimate | None:
+def memory_estimate(recipe: Recipe, on_gpu: bool = True, quantize_experts: bool = True,
+                    config: dict | None = None) -> MemoryEstimate | None:
     """The estimate for ``recipe`` on a GPU (or, ``on_gpu=False``, on CPU, where `dtype: auto` is
     fp32); None when the architecture is unknown here (a hub id). ``quantize_experts=False`` gives
-    what bitsandbytes alone would load (the fused experts left in 16 bits, then cast to fp32)."""
-    config = architecture_config(recipe)
+    what bitsandbytes alone would load (the fused experts left in 16 bits, then cast to fp32).
+    ``config`` replaces the recipe's architecture (config.json keys; measurement tests)."""
+    config = config or architecture_config(recipe)
     if config is None:
         return None
     qlora = recipe.method.peft == "qlora"
@@ -126,6 +129,11 @@ def memory_estimate(recipe: Recipe, on_gpu: bool = True, quantize_experts: bool 
 
 
 def _load_dtype(recipe: Recipe, on_gpu: bool = True) -> str:
+    """The dtype the weights load in, as tune.models.loading.weights_dtype decides it: fp32 for full
+    fine-tuning with `train.master_weights: fp32` (the weights are the master copy), else `model.dtype`
+    (`auto`: bf16 on a GPU, fp32 on CPU)."""
+    if recipe.method.peft == "none" and recipe.train.master_weights == "fp32":
+        return "float32"
     dtype = recipe.model.dtype
     return dtype if dtype != "auto" else ("bfloat16" if on_gpu else "float32")
 
@@ -139,6 +147,11 @@ def _optimizer_bytes(recipe: Recipe, trainable: int, width: int) -> int:
     return 0  # sgd without momentum
 
 
+def size_text(size: int) -> str:
+    """``size`` bytes as people read it: GiB from 0.1 GiB up, else MiB."""
+    return _gib(size)
+
+
 def _gib(size: int) -> str:
     return f"{size / GIB:.2f} GiB" if size >= GIB / 10 else f"{size / 1024**2:.2f} MiB"
 
@@ -149,7 +162,9 @@ def _params(count: int) -> str:
 
 def memory_plan(recipe: Recipe) -> list[str]:
     """Lines for `tune validate`: weights by storage, trainable parameters, gradients, optimizer
-    states and their total on one GPU (activations not included)."""
+    states and their total on one GPU (activations not included); under several processes or a
+    sharding `launch.strategy`, one more line with what each GPU holds of them
+    (tune.models.training_memory)."""
     estimate = memory_estimate(recipe)
     if estimate is None:
         return ["memory: unknown until the model loads (architecture not known here)"]
@@ -178,4 +193,15 @@ def memory_plan(recipe: Recipe) -> list[str]:
     lines.append(f"memory: {what} {_params(e.trainable)} params in {e.trainable_dtype} {_gib(e.trainable_bytes)}, "
                  f"gradients {_gib(e.gradient_bytes)}, {optimizer} states {_gib(e.optimizer_bytes)}; "
                  f"total {_gib(e.total_bytes)} + activations")
+    launch = recipe.launch
+    ranks = launch.nodes * launch.processes_per_node
+    if ranks > 1 or launch.strategy != "ddp":
+        from tune.models.training_memory import training_memory
+
+        step = training_memory(recipe)
+        parts = {"weights": step.weights, "fp32 master copy": step.master_copy, "gradients": step.gradients,
+                 "optimizer states": step.optimizer_states}
+        lines.append(f"memory per GPU under launch.strategy {launch.strategy} over {ranks} processes: "
+                     + ", ".join(f"{name} {_gib(size)}" for name, size in parts.items() if size)
+                     + "; `tune plan` adds the compute copies, activations, steps and time")
     return lines

@@ -40,11 +40,22 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
     many steps. transformers' ``logging_nan_inf_filter`` is off: a non-finite loss is reported as
     it is, never replaced by the mean of earlier ones (tune.training.nan_guard stops the run on
     one). Refuses (UserError) fp16 without a CUDA GPU.
+
+    `launch.strategy` adds the FSDP2 / DeepSpeed arguments of tune.training.strategy (which also
+    says how fp32 master weights are kept under each); without CUDA, FSDP2 installs
+    tune.training.cpu_sharding first. The cosine's floor goes to transformers as ``min_lr_rate``
+    (`train.min_lr` / `train.lr`), which works under every strategy.
     """
     import torch
 
+    from tune.training.strategy import mixed_precision_off, strategy_kwargs
+
     train = recipe.train
     precision = resolve_precision(recipe)
+    if recipe.launch.strategy == "fsdp2" and not torch.cuda.is_available():
+        from tune.training import cpu_sharding
+
+        cpu_sharding.install()  # accelerate would silently run DDP on CPU (tune.training.cpu_sharding)
     scheduler = _SCHEDULERS[train.scheduler]
     return dict(
         output_dir=str(run_dir / "checkpoints"),
@@ -52,7 +63,9 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
         max_steps=train.max_steps or -1,
         learning_rate=train.lr,
         lr_scheduler_type=scheduler,
-        lr_scheduler_kwargs={"min_lr": train.min_lr} if scheduler == "cosine_with_min_lr" else {},
+        # min_lr as a rate of lr (the same number transformers computes from min_lr): with min_lr itself the
+        # schedule reads optimizer.defaults, which DeepSpeed ZeRO-3's optimizer lacks (docs/strategies.md)
+        lr_scheduler_kwargs={"min_lr_rate": train.min_lr / train.lr} if scheduler == "cosine_with_min_lr" else {},
         warmup_steps=train.warmup_steps,
         per_device_train_batch_size=train.per_device_batch_size,
         gradient_accumulation_steps=train.grad_accumulation,
@@ -65,8 +78,8 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
         seed=train.seed,
         data_seed=train.seed,
         activation_checkpointing=train.gradient_checkpointing,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
+        bf16=precision == "bf16" and not mixed_precision_off(recipe),
+        fp16=precision == "fp16" and not mixed_precision_off(recipe),
         use_cpu=not torch.cuda.is_available(),
         max_length=recipe.data.max_seq_len + (1 if recipe.data.packing == "concat" else 0),  # concat windows: tune.data.concat_windows
         eval_strategy="steps" if has_eval and train.eval_steps else "no",
@@ -84,6 +97,7 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
         disable_tqdm=True,
         dataloader_num_workers=0,
         logging_nan_inf_filter=False,  # a non-finite loss is never logged as an earlier mean (tune.training.nan_guard)
+        **strategy_kwargs(recipe),
     )
 
 

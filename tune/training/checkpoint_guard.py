@@ -12,6 +12,9 @@
     lease        a run whose lease on `output.dir` was taken over by another (tune.training.folder_lease:
                  its heartbeat stalled past the limit, and a run elsewhere took the folder) stops at
                  the next step end with a UserError, so two runs never keep writing into one folder.
+                 Only the main rank holds the lease; the ranks agree at every step end
+                 (tune.training.distributed.any_rank, one small all-reduce), so every rank stops at
+                 the same step and none is left waiting in a collective.
 
 With several processes every one calls ``on_save`` after transformers' own save (each has written
 its shards by then), so the barrier is the point where the checkpoint is whole; only the main
@@ -62,8 +65,11 @@ class CheckpointGuard(TrainerCallback):
         PartialState().wait_for_everyone()
 
     def on_step_end(self, args, state, control, **kwargs):
+        from tune.training.distributed import any_rank
+
         lease = held_lease(self.run_dir)
-        if lease is not None and lease.lost:
+        if any_rank(lease is not None and lease.lost):
+            lost_to = lease.lost_to if lease is not None else "another run (the main rank's lease)"
             raise LeaseLost(f"stopped at step {state.global_step}: the lease on {self.run_dir} was taken over by "
-                            f"{lease.lost_to} (this run's heartbeat had stalled); this run writes nothing more there")
+                            f"{lost_to} (this run's heartbeat had stalled); this run writes nothing more there")
 

@@ -131,12 +131,21 @@ class NonFiniteGuard(TrainerCallback):
                          f"{', '.join(map(str, self.skipped_steps[:20]))}{' ...' if len(self.skipped_steps) > 20 else ''}")
 
 
+def local_part(tensor):
+    """This process's own values of ``tensor``: the local shard of an FSDP2 DTensor, else the tensor.
+    Collectives on a DTensor's values fail (no sharding strategy for all_reduce), and the finiteness
+    checks below only need each rank's shard: any_process then ORs the verdicts across ranks."""
+    to_local = getattr(tensor, "to_local", None)
+    return to_local() if callable(to_local) else tensor
+
+
 def gradient_norm(model):
-    """The 2-norm of the trainable parameters' gradients (a 0-d fp32 tensor, 0 when there are none),
-    computed in fp32 so that fp16 gradients whose norm exceeds fp16's range still give a finite norm."""
+    """The 2-norm of the trainable parameters' gradients held by this process (a 0-d fp32 tensor, 0
+    when there are none; under FSDP2 the norm of this rank's shards, which is finite exactly when they
+    are), computed in fp32 so that fp16 gradients whose norm exceeds fp16's range still give a finite norm."""
     import torch
 
-    grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
+    grads = [local_part(p.grad) for p in model.parameters() if p.requires_grad and p.grad is not None]
     if not grads:
         return torch.zeros(())
     norms = torch.stack([torch.linalg.vector_norm(g, dtype=torch.float32) for g in grads])
@@ -147,7 +156,7 @@ def weights_finite(model) -> bool:
     """Whether every trainable parameter of ``model`` is finite, on every process (one synchronisation)."""
     import torch
 
-    params = [p.detach() for p in model.parameters() if p.requires_grad]
+    params = [local_part(p.detach()) for p in model.parameters() if p.requires_grad]
     if not params:
         return True
     bad = ~torch.stack([torch.isfinite(p).all() for p in params]).all()

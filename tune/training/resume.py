@@ -9,9 +9,11 @@ A checkpoint counts only when complete: transformers writes `checkpoint-N` in pl
 so a process killed while saving leaves a folder that looks like a checkpoint (even a
 `trainer_state.json` cut half-way). Once every file is written (by every process: the marker is
 written by the main process after they all saved, tune.training.checkpoint_guard), tune writes
-``COMPLETE`` into the folder last, atomically, listing each file with its size; a folder without it,
-or whose files no longer have those sizes, is incomplete: never resumed from, and removed when
-the run continues (``incomplete_checkpoints``).
+``COMPLETE`` (`tune-complete.json`) into the folder last, atomically, listing each file with its
+size; a folder without it, or whose files no longer have those sizes, is incomplete: never resumed
+from, and removed when the run continues (``incomplete_checkpoints``). The checkpoint a preemption
+signal saves (tune.training.preemption) is one of these, at the step every rank agreed on: a
+``kill -9`` during its save leaves the previous complete checkpoint chosen.
 
 Why the model weights are loaded from the checkpoint first (a workaround, pinned by
 tests/methods/test_resume.py): for full fine-tuning, Trainer reloads a checkpoint with a plain

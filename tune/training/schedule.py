@@ -13,6 +13,11 @@ schedule, so tune's trainers (tune.methods) build it in ``create_scheduler``, th
 Trainer documents for subclasses to override; with no hold they leave it to transformers.
 tests/training/test_schedule.py checks the values against NeMo's formula and that a hold of 0 gives
 transformers' own schedule.
+
+The floor arrives as ``lr_scheduler_kwargs["min_lr_rate"]`` (min_lr / lr, tune.training.arguments; a bare
+``min_lr`` is still read), so the schedule never reads ``optimizer.defaults``, which DeepSpeed ZeRO-3's
+optimizer lacks; it only needs the optimizer's ``param_groups`` (tests/training/test_strategy.py, and the
+ZeRO-3 topology runs of tests/distributed/test_topology.py, which hold the minimum).
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ class MinLrHoldMixin:
                 f"train.min_lr_hold_steps: {self.min_lr_hold_steps} leaves no step for the cosine decay: the run has "
                 f"{num_training_steps} optimizer steps and {warmup} warmup steps; lower it"
             )
-        min_lr_rate = self.args.lr_scheduler_kwargs["min_lr"] / self.args.learning_rate
+        floor = self.args.lr_scheduler_kwargs
+        min_lr_rate = floor["min_lr_rate"] if "min_lr_rate" in floor else floor["min_lr"] / self.args.learning_rate
         factor = partial(cosine_hold_factor, warmup=warmup, total=num_training_steps, hold=self.min_lr_hold_steps,
                          min_lr_rate=min_lr_rate)
         self.lr_scheduler = LambdaLR(optimizer or self.optimizer, factor)
