@@ -132,6 +132,18 @@ def test_overrides_go_anywhere_among_a_recipe_verbs_options(verb):
         assert getattr(args, "n", None) == (2 if "-n" in options else None), line
 
 
+def test_validate_shows_the_global_batch_of_the_topology_and_refuses_one_that_cannot_reach_it(capsys):
+    assert main(["validate", "llm-jp-4-8b/sft-full-multinode"]) == 0
+    plan = capsys.readouterr().err.splitlines()
+    assert plan[0] == ("plan: topology: 2 node(s) x 8 process(es) = 16, launch.strategy fsdp2; global batch 2 x 8 x "
+                       "micro batch 4 x accumulation 1 = 64 (train.global_batch_size)")
+    assert main(["validate", "llm-jp-4-8b/sft-full-multinode", "launch.nodes=1"]) == 0  # accumulation derived again
+    assert "global batch 1 x 8 x micro batch 4 x accumulation 2 = 64" in capsys.readouterr().err
+    assert main(["validate", "llm-jp-4-8b/sft-full-multinode", "launch.nodes=3"]) == 2
+    err = capsys.readouterr().err
+    assert "`train.global_batch_size` 64 is not a whole multiple of" in err and "3 x 8 x 4 = 96" in err
+
+
 def test_validate_applies_an_override_given_after_json(capsys):
     assert main(["validate", "tiny/sft-lora", "--json", "train.seed=9", "data.max_seq_len=256"]) == 0
     resolved = json.loads(capsys.readouterr().out)

@@ -124,6 +124,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     from tune.config.remote_code import consent_given, remote_code_problem
     from tune.launch.job_scripts import JobRequest, check_request, parse_walltime, write_job
     from tune.methods.run_folder_plan import plan_run_folder
+    from tune.plan import topology_line
     from tune.recipe import load_recipe
     from tune.recipe.environment_checks import check_environment
     from tune.training.folder_lease import mark_run_folder
@@ -148,11 +149,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     plan_run_folder(run_dir, loaded)  # refuses a folder the job could not run in (not tune's, finished, differing)
     mark_run_folder(run_dir)
     files = write_job(loaded, request)
-    launch, train = loaded.recipe.launch, loaded.recipe.train
-    print(f"topology: {launch.nodes} node(s) x {launch.processes_per_node} process(es), {launch.strategy}; global batch "
-          f"{launch.nodes} x {launch.processes_per_node} x {train.per_device_batch_size} x accumulation "
-          f"{train.grad_accumulation} = {launch.nodes * launch.processes_per_node * train.per_device_batch_size * train.grad_accumulation}"
-          + ("" if train.global_batch_size is not None else " (train.global_batch_size not set: it follows the topology)"))
+    print(topology_line(loaded.recipe))
     print(f"job script: {files.script}")
     print(f"frozen recipe: {files.recipe}")
     print(f"logs: {files.job_dir / 'logs'}/<job id>.log")

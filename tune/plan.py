@@ -45,7 +45,7 @@ def plan_lines(recipe: Recipe, positions: PositionMap | None = None) -> list[str
     from tune.models.machine_checks import deferred_checks
     from tune.models.memory import memory_plan
 
-    lines: list[str] = []
+    lines: list[str] = [topology_line(recipe)]
     for topic in (lora_plan, liger_plan, memory_plan):
         lines += topic(recipe)
     lines += remote_code_plan(recipe, positions)
@@ -55,6 +55,21 @@ def plan_lines(recipe: Recipe, positions: PositionMap | None = None) -> list[str
     else:
         lines.append("deferred: nothing; no setting of this recipe depends on the machine that trains")
     return lines
+
+
+def topology_line(recipe: Recipe) -> str:
+    """The job's shape and its global batch, as nodes x processes x micro batch x accumulation (the
+    accumulation derived from `train.global_batch_size` when it is set, which the schema already
+    refused if the topology cannot reach it)."""
+    launch, train = recipe.launch, recipe.train
+    processes = launch.nodes * launch.processes_per_node
+    accumulation = train.grad_accumulation
+    global_batch = processes * train.per_device_batch_size * accumulation
+    source = ("train.global_batch_size" if train.global_batch_size is not None
+              else "train.global_batch_size not set: it follows the topology")
+    return (f"topology: {launch.nodes} node(s) x {launch.processes_per_node} process(es) = {processes}, launch.strategy "
+            f"{launch.strategy}; global batch {launch.nodes} x {launch.processes_per_node} x micro batch "
+            f"{train.per_device_batch_size} x accumulation {accumulation} = {global_batch} ({source})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -98,7 +98,8 @@ def test_nodes_option_is_the_launch_nodes_override_and_the_global_batch_still_ho
                  f"output.dir={tmp_path / 'one'}"]) == 0
     frozen = yaml.safe_load((tmp_path / "one" / "job" / "recipe.yaml").read_text())
     assert frozen["launch"]["nodes"] == 1 and frozen["train"]["grad_accumulation"] == 2  # 8 = 1 x 1 x 4 x 2
-    assert "topology: 1 node(s) x 1 process(es), fsdp2; global batch 1 x 1 x 4 x accumulation 2 = 8\n" in capsys.readouterr().out
+    assert ("topology: 1 node(s) x 1 process(es) = 1, launch.strategy fsdp2; global batch 1 x 1 x micro batch 4 x "
+            "accumulation 2 = 8 (train.global_batch_size)\n") in capsys.readouterr().out
     assert "#PBS -l select=1" in (tmp_path / "one" / "job" / "pbs.sh").read_text()
     rc, _, err = launch(capsys, "pbs", TINY, "--walltime", "01:00:00", "--group", "g", "--nodes", "3",
                         f"output.dir={tmp_path / 'three'}")
