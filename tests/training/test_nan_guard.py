@@ -242,3 +242,15 @@ def test_weights_blown_up_by_a_step_are_never_saved(tmp_path):
     assert "no checkpoint had been written before it" in str(err.value)
     assert checkpoint_steps(run_dir) == [] and not (run_dir / "final").exists()
     assert all(r["loss"] != 0.0 and math.isfinite(r["loss"]) for r in records(run_dir))
+
+
+def test_the_weight_check_reads_each_ranks_own_part_of_a_sharded_parameter():
+    # DeepSpeed ZeRO-3 empties a parameter between uses and keeps this rank's partition in ds_tensor;
+    # FSDP2 keeps it in a DTensor's local shard: the check must read those, not the empty or global view
+    layer = torch.nn.Linear(2, 2)
+    layer.weight.data = torch.empty(0)
+    layer.weight.ds_tensor = torch.tensor([1.0, NAN])
+    assert not weights_finite(layer)
+    layer.weight.ds_tensor = torch.tensor([1.0, 2.0])
+    assert weights_finite(layer)
+

@@ -71,7 +71,17 @@ class Terminated(KeyboardInterrupt):
 def run_recipe(loaded: LoadedRecipe, break_lock: bool = False, printer=print) -> RunResult:
     """Train ``loaded.recipe`` (the steps of the module docstring); returns the method's RunResult
     (its manifest is also in ``output.dir``). ``break_lock`` (`tune run --break-lock`) takes over a
-    lease on the folder that cannot be judged dead (never one of a process alive on this host)."""
+    lease on the folder that cannot be judged dead (never one of a process alive on this host).
+    Under a multi-process launch the process group it made is closed when the run ends, however it ends."""
+    from tune.training.distributed import close_process_group
+
+    try:
+        return _run(loaded, break_lock, printer)
+    finally:
+        close_process_group()
+
+
+def _run(loaded: LoadedRecipe, break_lock: bool, printer) -> RunResult:
     from tune.data.cache import set_job_preparation
     from tune.methods.run_folder_plan import continue_default_run, plan_run_folder, prepare_run_folder
     from tune.models.checkpoints import locate_checkpoint

@@ -132,9 +132,13 @@ class NonFiniteGuard(TrainerCallback):
 
 
 def local_part(tensor):
-    """This process's own values of ``tensor``: the local shard of an FSDP2 DTensor, else the tensor.
-    Collectives on a DTensor's values fail (no sharding strategy for all_reduce), and the finiteness
-    checks below only need each rank's shard: any_process then ORs the verdicts across ranks."""
+    """This process's own values of ``tensor``: the local shard of an FSDP2 DTensor, the partition of a
+    DeepSpeed ZeRO-3 parameter (``ds_tensor``: between uses the parameter itself is empty), else the
+    tensor. Collectives on a DTensor's values fail (no sharding strategy for all_reduce), and the
+    finiteness checks below only need each rank's part: any_process then ORs the verdicts across ranks."""
+    partition = getattr(tensor, "ds_tensor", None)
+    if partition is not None:
+        return partition
     to_local = getattr(tensor, "to_local", None)
     return to_local() if callable(to_local) else tensor
 
@@ -156,7 +160,7 @@ def weights_finite(model) -> bool:
     """Whether every trainable parameter of ``model`` is finite, on every process (one synchronisation)."""
     import torch
 
-    params = [local_part(p.detach()) for p in model.parameters() if p.requires_grad]
+    params = [local_part(p).detach() for p in model.parameters() if p.requires_grad]
     if not params:
         return True
     bad = ~torch.stack([torch.isfinite(p).all() for p in params]).all()
