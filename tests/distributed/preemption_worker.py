@@ -28,7 +28,8 @@ def instrument() -> None:
     def hanging(self, output_dir):
         real(self, output_dir)
         if self.state.global_step >= int(step):
-            Path(flag).write_text(f"{self.state.global_step}\n")
+            if self.args.should_save:  # the process that wrote optimizer.pt (under DDP the others write nothing)
+                Path(flag).write_text(f"{self.state.global_step}\n")
             time.sleep(600)
 
     transformers.Trainer._save_optimizer_and_scheduler = hanging

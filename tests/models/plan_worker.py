@@ -75,4 +75,9 @@ def main(recipe_path: str, out_dir: str, overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    from tune.training.distributed import close_process_group
+
+    try:
+        main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    finally:
+        close_process_group()  # as `tune run` does: left to the interpreter's exit, gloo can abort the process
