@@ -5,7 +5,10 @@ the tiny twin's tokenizer (its Harmony template renders exactly like LLM-jp-4's 
 and `preview` prepares the recipe's data with the recipe's own tokenizer and its method's sample
 builder, as `tune run` would: SFT samples, or DPO pairs (the prompt, then the chosen and the
 rejected answer). Text that carries the loss is shown green on a terminal and wrapped in ⟦ ⟧
-otherwise.
+otherwise. A cpt recipe's preview builds Megatron's indices as `tune run` would
+(tune.data.corpus_pipeline) and shows the first training windows in their global order, decoded, each
+with its corpus, then each corpus's tokens, repeat, target and realized share, epochs seen and
+held-out windows, and the planned steps.
 """
 
 from __future__ import annotations
@@ -33,11 +36,20 @@ def _preview_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per sample (DPO: per pair), then one with the stats")
 
 
+def _tokenize_arguments(parser: argparse.ArgumentParser) -> None:
+    from tune.cli_tokenize import add_arguments  # the verb's own module (tune.cli_tokenize)
+
+    add_arguments(parser)
+
+
 # The sub-verbs of `tune data`: help line and the function that adds their arguments.
 SUBVERBS = {
     "ls": ("table of the dataset cards", _ls_arguments),
     "show": ("a card and one of its samples with the supervised tokens marked", _show_arguments),
-    "preview": ("the recipe's mixture as it will be trained (SFT samples, or DPO pairs)", _preview_arguments),
+    "preview": ("the recipe's mixture as it will be trained (SFT samples, DPO pairs, or cpt corpus windows)",
+                _preview_arguments),
+    "tokenize": ("corpus files -> a Megatron indexed dataset (.bin/.idx) with the model's tokenizer",
+                 _tokenize_arguments),
 }
 
 
@@ -68,6 +80,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Nam
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.data_verb == "tokenize":
+        from tune.cli_tokenize import cmd_tokenize
+
+        return cmd_tokenize(args)
     return {"ls": _ls, "show": _show, "preview": _preview}[args.data_verb](args)
 
 
@@ -180,6 +196,8 @@ def _preview(args) -> int:
     loaded = load_recipe(args.recipe, args.overrides)
     recipe = loaded.recipe
     tokenizer = load_tokenizer(recipe, locate_checkpoint(recipe.model))
+    if recipe.method.name == "cpt":
+        return _preview_corpora(args, recipe, tokenizer)
     builder = builder_for(recipe)
     prepared = prepare_data(recipe, tokenizer, builder)
     labels = [prepared.report.datasets[i].label for i in range(len(prepared.report.datasets))]
@@ -192,6 +210,33 @@ def _preview(args) -> int:
         return 0
     print("---")
     for line in prepared.report.lines():
+        print(line)
+    return 0
+
+
+def _preview_corpora(args, recipe, tokenizer) -> int:
+    """A cpt recipe: build Megatron's indices as `tune run` would (tune.data.corpus_pipeline), show the
+    first ``-n`` training windows in their global order, decoded, with the corpus each comes from, then
+    the report (tokens, repeats, target and realized shares, epochs seen, held-out windows, planned
+    steps); with ``--json``, one object per window (its ids too), then the report's figures."""
+    from tune.data.corpus_pipeline import prepare_corpora
+
+    data = prepare_corpora(recipe, tokenizer)
+    names = [corpus.name for corpus in data.report.corpora]
+    for index in range(min(args.n, len(data.train))):
+        ids = data.train[index]["input_ids"].tolist()
+        corpus = names[data.train.dataset_id(index)]
+        text = tokenizer.decode(ids)
+        if args.json:
+            print(json.dumps({"window": index, "corpus": corpus, "input_ids": ids, "text": text}, ensure_ascii=False))
+        else:
+            print(f"--- window {index + 1} of {len(data.train):,} ({corpus}, {len(ids)} tokens)")
+            print(text)
+    if args.json:
+        print(json.dumps({"stats": data.report.to_dict(), "cache_key": data.key}, ensure_ascii=False))
+        return 0
+    print("---")
+    for line in data.report.lines():
         print(line)
     return 0
 

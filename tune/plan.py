@@ -7,6 +7,8 @@ owns the fact:
     Liger kernels and the loss head           tune.models.liger_kernels.liger_plan
     Memory: weights by storage, LoRA, states  tune.models.memory.memory_plan
     Remote code (`model.trust_remote_code`)   tune.config.remote_code.remote_code_plan
+    A cpt recipe's corpora (sizes, shares,    tune.data.corpus_summary.corpus_plan_lines
+      steps; deferred when not here)
     Deferred: what only the machine that      tune.models.machine_checks.deferred_checks
       trains can tell (checked by `tune run`
       before any data work)
@@ -40,6 +42,7 @@ def plan_lines(recipe: Recipe, positions: PositionMap | None = None) -> list[str
     """Every plan line for ``recipe``, in a fixed order (empty topics print nothing); ``positions``
     (where each key was written) lets a line name the file and line that asked for something."""
     from tune.config.remote_code import remote_code_plan
+    from tune.data.corpus_summary import corpus_plan_lines
     from tune.models.adapters import lora_plan
     from tune.models.liger_kernels import liger_plan
     from tune.models.machine_checks import deferred_checks
@@ -49,6 +52,7 @@ def plan_lines(recipe: Recipe, positions: PositionMap | None = None) -> list[str
     for topic in (lora_plan, liger_plan, memory_plan):
         lines += topic(recipe)
     lines += remote_code_plan(recipe, positions)
+    lines += corpus_plan_lines(recipe)
     deferred = deferred_checks(recipe)
     if deferred:
         lines.append("deferred to `tune run` on the machine that trains (not checked here): " + "; ".join(deferred))
@@ -195,6 +199,10 @@ def plan_report(loaded: LoadedRecipe, gpu: str = DEFAULT_GPU, *, mfu: float = DE
     device = gpu_named(gpu)
     if not 0 < mfu <= 1:
         raise UserError(f"MFU {mfu} is not a fraction in (0, 1]; give e.g. 0.35")
+    if recipe.method.name == "cpt":  # windows of pre-tokenized corpora: tune.plan_cpt
+        from tune.plan_cpt import cpt_plan_report
+
+        return cpt_plan_report(loaded, device, mfu)
     launch, train, data = recipe.launch, recipe.train, recipe.data
     ranks = launch.nodes * launch.processes_per_node
     global_batch = ranks * train.per_device_batch_size * train.grad_accumulation

@@ -10,6 +10,7 @@ from tune.config.schema import METHOD_NAMES, METHOD_SECTIONS
 from tune.recipe import load_recipe
 
 HEAD = "model: {name: tiny-llm-jp-4-8b}\ndata: {datasets: [{path: tune:samples/demo-chat.jsonl}]}\n"
+CPT_HEAD = "model: {name: tiny-llm-jp-4-8b}\ndata: {corpora: [{prefix: tune:samples/corpora/tiny-ja, repeat: 2}]}\n"
 DPO_HEAD = "model: {name: tiny-llm-jp-4-8b}\ndata: {datasets: [{card: ac-self-inst, use: samples}]}\n"
 
 
@@ -21,8 +22,8 @@ def test_the_table_the_union_and_the_training_functions_agree():
     for name, row in METHODS.items():
         module, function = row.train.split(":")
         assert callable(getattr(import_module(module), function)), row.train
-        assert row.data_kind in BUILDERS, name
-        assert 0 < row.section.DEFAULT_MIN_LR <= row.section.DEFAULT_LR
+        assert row.data_kind in BUILDERS or (row.data_kind == "corpus" and name == "cpt"), name
+        assert 0 <= row.section.DEFAULT_MIN_LR <= row.section.DEFAULT_LR
 
 
 def test_each_method_takes_only_its_own_keys(write_recipe, recipe_error):
@@ -32,8 +33,8 @@ def test_each_method_takes_only_its_own_keys(write_recipe, recipe_error):
 
 def test_a_method_name_tune_lacks_is_an_invalid_choice_with_a_suggestion(write_recipe, recipe_error):
     text = recipe_error(write_recipe(HEAD + "method:\n  name: dpp\n"))
-    assert text.endswith("recipe.yaml:4:9: method.name: invalid choice 'dpp'; expected one of: sft, dpo (did you mean 'dpo'?)")
-    assert "method.name: invalid choice 'cpt'" in recipe_error(write_recipe(HEAD + "method: {name: cpt}\n"))
+    assert text.endswith("recipe.yaml:4:9: method.name: invalid choice 'dpp'; expected one of: sft, dpo, cpt (did you mean 'dpo'?)")
+    assert "method.name: invalid choice 'cpo'" in recipe_error(write_recipe(HEAD + "method: {name: cpo}\n"))
     text = recipe_error(write_recipe(HEAD + "method: sft\n"))
     assert "method: wrong type: got 'sft'; expected a mapping (the `method` section)" in text
 
@@ -60,7 +61,20 @@ def test_a_resolved_recipe_of_an_older_tune_still_loads(write_recipe):
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_resolved_recipes_of_every_method_round_trip(name, write_recipe):
-    head = DPO_HEAD if METHODS[name].data_kind == "preference" else HEAD
+    head = {"preference": DPO_HEAD, "corpus": CPT_HEAD}.get(METHODS[name].data_kind, HEAD)
     loaded = load_recipe(write_recipe(head + f"method: {{name: {name}}}\n"))
     again = load_recipe(write_recipe(loaded.to_yaml(), name="again.yaml"))
     assert again.recipe == loaded.recipe
+
+
+def test_data_fits_the_method_and_conversation_keys_are_refused_on_cpt(write_recipe, recipe_error):
+    text = recipe_error(write_recipe(HEAD + "method: {name: cpt}\n"))
+    assert "method `cpt` trains on pre-tokenized corpora: write `data.corpora: [{prefix: PATH}, ...]`" in text
+    text = recipe_error(write_recipe(CPT_HEAD + "method: {name: sft}\n"))
+    assert "`data.corpora` (pre-tokenized corpora) is the data of method `cpt`, and this recipe's method is `sft`" in text
+    text = recipe_error(write_recipe("model: {name: tiny-llm-jp-4-8b}\nmethod: {name: cpt}\ndata:\n"
+                                     "  corpora: [{prefix: tune:samples/corpora/tiny-ja}]\n  train_on: last_assistant\n"))
+    assert text.endswith("recipe.yaml:5:3: data.train_on: unknown key; expected a key of `data`, one of: corpora, "
+                         "corpus_root, max_seq_len, eval_fraction, eval_samples, eval_corpora")
+    recipe = load_recipe(write_recipe(CPT_HEAD + "method: {name: cpt}\n")).recipe
+    assert (recipe.train.lr, recipe.train.min_lr, recipe.train.adam_beta2) == (3e-4, 0.0, 0.95)

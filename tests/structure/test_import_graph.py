@@ -5,7 +5,8 @@
     models    presets, tokenizers, loading, adapters, kernels, memory: config and the ground
     data      cards, converters, the pipeline: config and the ground, never models
     recipe    the resolve layer (load_recipe): config, models, data
-    plan      what `tune validate` prints: config, models
+    plan      what `tune validate` and `tune plan` print (tune.plan, tune.plan_cpt): config, models, and data
+              for the sizes of a cpt recipe's corpora (tune.data.corpus_blend, read lazily, no torch)
     launch    `tune launch`'s job scripts for PBS and SLURM: config, models, plan; the standard library only
     training  trainer arguments, callbacks, resume: config, data, models
     methods   METHODS' training functions: everything below
@@ -30,7 +31,7 @@ ALLOWED = {
     "models": {"ground", "config", "models"},
     "data": {"ground", "config", "data"},
     "recipe": {"ground", "config", "models", "data", "recipe"},
-    "plan": {"ground", "config", "models", "plan"},
+    "plan": {"ground", "config", "models", "data", "plan"},
     "launch": {"ground", "config", "models", "plan", "launch"},
     "training": {"ground", "config", "data", "models", "training"},
     "methods": {"ground", "config", "models", "data", "training", "methods"},
@@ -48,8 +49,10 @@ def module_name(path: Path) -> str:
 def room(module: str) -> str:
     if module in GROUND:
         return "ground"
-    if module in ("tune.cli", "tune.cli_data", "tune.__main__"):
+    if module in ("tune.cli", "tune.cli_data", "tune.cli_tokenize", "tune.__main__"):
         return "cli"
+    if module == "tune.plan_cpt":
+        return "plan"
     return module.split(".")[1]
 
 

@@ -1,11 +1,12 @@
 """Resume only what continues exactly: the keys that may change, as the schema declares them, and the verdicts."""
 
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from tune.config.schema import Recipe
-from tune.training.resume_check import FIXED, FREE, LENGTH, changes, rule_of, verdict
+from tune.training.resume_check import FIXED, FREE, LENGTH, TOPOLOGY, changes, rule_of, verdict
 
 
 def declared(model=Recipe, prefix="") -> dict[str, str]:
@@ -18,9 +19,13 @@ def declared(model=Recipe, prefix="") -> dict[str, str]:
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         if "on_resume" in extra:
             found[key] = extra["on_resume"]
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            found.update(declared(annotation, f"{key}."))
+        candidates = [field.annotation]
+        while candidates:  # through Optional, lists and unions (the data sections)
+            annotation = candidates.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                found.update(declared(annotation, f"{key}."))
+            else:
+                candidates.extend(get_args(annotation))
     return found
 
 
@@ -28,7 +33,10 @@ def test_the_keys_that_may_change_on_resume_are_these_and_no_others():
     assert declared() == {
         "description": FREE,
         "data.cache": FREE, "data.num_proc": FREE,
+        "data.corpora.name": FREE, "data.corpus_root": FREE, "data.eval_samples": FREE, "data.eval_corpora": FREE,
+        "data.eval_corpora.name": FREE,
         "launch.timeout_minutes": FREE, "launch.preempt_signals": FREE,
+        "launch.nodes": TOPOLOGY, "launch.processes_per_node": TOPOLOGY, "train.grad_accumulation": TOPOLOGY,
         "train.epochs": LENGTH, "train.max_steps": LENGTH, "train.resume": FREE,
         "output.dir": FREE, "output.save_steps": FREE, "output.save_total_limit": FREE, "output.overwrite": FREE,
         "logging.report_to": FREE, "logging.logging_steps": FREE,
@@ -120,3 +128,33 @@ def test_a_refused_resume_names_file_line_and_key(write_recipe, tmp_path):
     assert lines[1].startswith("command-line override `train.lr=3e-4`: train.lr: 0.0003 here, 0.0001 in")
     assert f"`tune run {tmp_path / 'run' / 'recipe.yaml'}` continues it as it was" in lines[2]
     assert "output.overwrite=true to start over" in lines[2]
+
+
+def cpt(**sections) -> dict:
+    tree = {"model": {"name": "tiny-llm-jp-4-8b"}, "method": {"name": "cpt"},
+            "data": {"corpora": [{"prefix": "/c/ja"}], "max_seq_len": 256},
+            "train": {"seed": 42, "scheduler": "wsd", "decay_steps": 2, "max_steps": 12, "per_device_batch_size": 2,
+                      "grad_accumulation": 2},
+            "launch": {"nodes": 1, "processes_per_node": 1, "strategy": "ddp"}}
+    for section, values in sections.items():
+        tree[section] = {**tree.get(section, {}), **values}
+    return tree
+
+
+def test_a_cpt_run_on_ddp_may_resume_on_another_process_count_at_the_same_global_batch():
+    two = cpt(launch={"processes_per_node": 2}, train={"grad_accumulation": 1})
+    result = verdict(cpt(), two, checkpoint_step=4)
+    assert result.continues and {c.key for c in result.allowed} == {"launch.processes_per_node", "train.grad_accumulation"}
+    assert rule_of("data.corpus_root", cpt()) == FREE and rule_of("data.max_seq_len", cpt()) == FIXED
+
+
+@pytest.mark.parametrize("old, new, why", [
+    (cpt(), cpt(launch={"processes_per_node": 2}), "the global batch would change (4 -> 8 sequences per step)"),
+    (cpt(launch={"strategy": "fsdp2"}), cpt(launch={"strategy": "fsdp2", "processes_per_node": 2}, train={"grad_accumulation": 1}),
+     "a `launch.strategy: fsdp2` checkpoint is resumed on the topology it was saved on"),
+    (recipe(train={"grad_accumulation": 2}), recipe(train={"grad_accumulation": 1}, launch={"processes_per_node": 2}),
+     "only method cpt reads its data in one order"),
+])
+def test_other_topology_changes_are_refused_with_the_reason(old, new, why):
+    result = verdict(old, new, checkpoint_step=4)
+    assert not result.continues and all(why in reason for _, reason in result.refused), result.refused

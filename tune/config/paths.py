@@ -8,6 +8,12 @@ returns the problems it found. A value of the wrong type is left alone: the sche
   folder of the file that wrote them (the current folder for overrides). Data paths must exist;
   ``model.path``/``model.tokenizer`` may live on another machine, so only their ``tune:`` form is checked.
 - ``output.dir``: relative to the current folder; unset means ``runs/<recipe stem>-<YYYYmmdd-HHMMSS>``.
+- A `cpt` recipe's corpus prefixes (``data.corpora[].prefix``, ``data.eval_corpora[].prefix``: a
+  Megatron ``PREFIX.bin`` + ``PREFIX.idx`` pair): ``tune:REL`` names a corpus shipped with tune, whose
+  pair must exist; a relative prefix is read from ``data.corpus_root`` when set (itself relative to the
+  folder of the file that wrote it), else from the folder of the file that wrote the prefix; absolute
+  as written. Existence is not required here: published recipes name corpora on a cluster, and
+  `tune validate` runs anywhere (tune.recipe.corpus_checks reads the ones present).
 
 What needs the preset registry or the dataset cards (model names, cards, formats) is checked one
 room up, in ``tune.recipe``.
@@ -28,6 +34,7 @@ def resolve_paths(tree: dict, positions: PositionMap, recipe_stem: str, now: dat
     """Apply every resolution of this module to ``tree`` in place; the problems found, in recipe order."""
     problems = _resolve_model_paths(tree, positions)
     problems += _resolve_data_paths(tree, positions)
+    problems += _resolve_corpus_paths(tree, positions)
     resolve_output_dir(tree, recipe_stem, now)
     return problems
 
@@ -98,6 +105,52 @@ def _resolve_data_path(entry: dict, path: str, positions: PositionMap) -> Proble
     if problem is None:
         entry["path"] = str(resolved)
     return problem
+
+
+def _resolve_corpus_paths(tree: dict, positions: PositionMap) -> list[Problem]:
+    """Resolve `data.corpus_root` and the corpus prefixes (module docstring)."""
+    data = section(tree, "data")
+    if data is None:
+        return []
+    problems = []
+    root = None
+    if isinstance(data.get("corpus_root"), str):
+        resolved, problem = resolve_path(data["corpus_root"], "data.corpus_root", positions)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            data["corpus_root"] = root = str(resolved)
+    for name in ("corpora", "eval_corpora"):
+        entries = data.get(name)
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            if isinstance(entry, dict) and isinstance(entry.get("prefix"), str):
+                problem = _resolve_prefix(entry, f"data.{name}.{index}.prefix", root, positions)
+                if problem is not None:
+                    problems.append(problem)
+    return problems
+
+
+def _resolve_prefix(entry: dict, path: str, root: str | None, positions: PositionMap) -> Problem | None:
+    written = entry["prefix"]
+    if written.startswith(TUNE_PREFIX):
+        try:
+            resolved = resolve_tune_path(written[len(TUNE_PREFIX):])
+        except ValueError:
+            return Problem(positions.value(path), path, f"bad `tune:` path {written!r}",
+                           "a corpus shipped with tune, like `tune:samples/corpora/tiny-ja`")
+        missing = [f"{resolved}{suffix}" for suffix in (".bin", ".idx") if not Path(f"{resolved}{suffix}").is_file()]
+        if missing:
+            return Problem(positions.value(path), path, f"no such corpus shipped with tune: {', '.join(missing)}",
+                           "the prefix of a `.bin` + `.idx` pair inside the tune package")
+    elif Path(written).expanduser().is_absolute():
+        resolved = Path(written).expanduser()
+    else:
+        base = Path(root) if root is not None else positions.value(path).folder
+        resolved = base / Path(written).expanduser()
+    entry["prefix"] = os.path.abspath(resolved)
+    return None
 
 
 def resolve_output_dir(tree: dict, recipe_stem: str, now: datetime) -> None:

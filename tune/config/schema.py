@@ -25,6 +25,7 @@ LLMJP_DPO = "LLM-jp-4 8B DPO recipe (NeMo), published by LLM-jp"
 # must be equal to the run's recorded value: a new field is safe by default.
 RESUME_FREE = {"on_resume": "free"}  # the run continues exactly whatever its value
 RESUME_LENGTH = {"on_resume": "length"}  # the run's length: only where no learning rate depends on it
+RESUME_TOPOLOGY = {"on_resume": "topology"}  # the job's shape: only where the run continues exactly (cpt on ddp)
 
 
 class Section(BaseModel):
@@ -86,6 +87,15 @@ class ModelSection(Section):
         description="MoE models: add the router aux loss at all (transformers' `output_router_logits`). "
         "Default: true on MoE models, written into the resolved recipe (LLM-jp trained 32B-A3B with it; "
         "the checkpoint's config says false, which would train without it); an error on dense models.",
+    )
+    router_z_loss_coef: float = Field(
+        default=0.0,
+        ge=0,
+        description="MoE models: weight of the router z-loss (ST-MoE), coefficient x mean over tokens of "
+        "logsumexp(router logits)^2, computed per MoE layer on the pre-softmax logits and summed over layers, as "
+        "Megatron-Core does (tune.training.router_losses); added to the training loss and logged apart as "
+        "`z_loss`. Default 0 (off: SFT and DPO train as before). LLM-jp pre-trained LLM-jp-4 32B-A3B with 1e-3, "
+        "which the pre-training recipes set. Above 0: an error on dense models and on dpo recipes.",
     )
     liger: bool = Field(
         default=False,
@@ -217,6 +227,7 @@ class MethodSection(Section):
 
     DEFAULT_LR: ClassVar[float]
     DEFAULT_MIN_LR: ClassVar[float]
+    DEFAULT_ADAM_BETA2: ClassVar[float]
 
     @model_validator(mode="before")
     @classmethod
@@ -251,6 +262,7 @@ class SftMethod(MethodSection):
 
     DEFAULT_LR: ClassVar[float] = 2e-5  # LLMJP_SFT: lr 2e-5
     DEFAULT_MIN_LR: ClassVar[float] = 2e-6  # LLMJP_SFT: cosine to 2e-6
+    DEFAULT_ADAM_BETA2: ClassVar[float] = 0.98  # LLMJP_SFT: Adam (0.9, 0.98)
 
 
 class DpoMethod(MethodSection):
@@ -261,11 +273,28 @@ class DpoMethod(MethodSection):
 
     DEFAULT_LR: ClassVar[float] = 9e-7  # LLMJP_DPO: lr 9e-7
     DEFAULT_MIN_LR: ClassVar[float] = 5e-7  # LLMJP_DPO: to 5e-7
+    DEFAULT_ADAM_BETA2: ClassVar[float] = 0.98  # LLMJP_DPO: the SFT recipe's Adam (0.9, 0.98)
+
+
+LLMJP_CPT = "LLM-jp's continued pre-training scripts (llm-jp/ft-llm-2026, midtraining)"
+LLMJP_PRETRAIN = "LLM-jp-4 pre-training (Megatron-LM on ABCI 3.0, llm-jp/scripts pretrain/)"
+
+
+class CptMethod(MethodSection):
+    name: Literal["cpt"] = Field(
+        description="`cpt`: continued pre-training, the causal-LM loss on every token of pre-tokenized corpora "
+        "(`data.corpora`: Megatron indexed datasets), windows of `data.max_seq_len` + 1 tokens built and "
+        "blended by Megatron-Core's own dataset code. Full fine-tuning by default; LoRA allowed."
+    )
+
+    DEFAULT_LR: ClassVar[float] = 3e-4  # LLMJP_CPT: lr 3e-4
+    DEFAULT_MIN_LR: ClassVar[float] = 0.0  # LLMJP_CPT: decaying to 0
+    DEFAULT_ADAM_BETA2: ClassVar[float] = 0.95  # LLMJP_CPT / LLMJP_PRETRAIN: Adam (0.9, 0.95)
 
 
 # Every method section, by name. Adding a method: one class above, one entry here, one row in
 # tune.config.methods.METHODS and one module in tune.methods.
-METHOD_SECTIONS: tuple[type[MethodSection], ...] = (SftMethod, DpoMethod)
+METHOD_SECTIONS: tuple[type[MethodSection], ...] = (SftMethod, DpoMethod, CptMethod)
 METHOD_NAMES: tuple[str, ...] = tuple(get_args(cls.model_fields["name"].annotation)[0] for cls in METHOD_SECTIONS)
 
 
@@ -460,6 +489,107 @@ class DataSection(Section):
         return self
 
 
+class CorpusEntry(Section):
+    """One pre-tokenized corpus of a `cpt` recipe: a Megatron indexed dataset (`PREFIX.bin` + `PREFIX.idx`)."""
+
+    prefix: str = Field(
+        description="The corpus's path without `.bin`/`.idx` (Megatron's `--data-path` prefix), as `tune data "
+        "tokenize --out` writes it and LLM-jp distributes its corpora. Relative paths are read from "
+        "`data.corpus_root` when set, else from the folder of the file that wrote them; `tune:REL` names a "
+        "corpus bundled with tune. Required."
+    )
+    name: str | None = Field(
+        default=None,
+        description="Label in reports and eval metrics (`eval_<name>_loss`, `eval_<name>_perplexity`). "
+        "Default: the prefix's last path component.",
+        json_schema_extra=RESUME_FREE,
+    )
+    repeat: float | None = Field(
+        default=None,
+        gt=0,
+        description="Repeat factor: the corpus's blend weight is its token count (read from the `.idx`) x this, "
+        "normalized over the corpora, as LLM-jp passes `weight prefix` pairs to Megatron (phase 1: code x8, "
+        "Japanese CC x4, ...). Default 1 when `share` is not given.",
+    )
+    share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Target fraction of the training samples instead of `repeat`: every corpus has one or "
+        "none has, and they add up to 1. Default: none.",
+    )
+
+    @model_validator(mode="after")
+    def _repeat_or_share(self) -> "CorpusEntry":
+        if self.repeat is not None and self.share is not None:
+            raise ValueError("give `repeat` (tokens x repeat decide the weight) or `share` (a fraction), not both")
+        return self
+
+
+class CorpusDataSection(Section):
+    """The data of a `cpt` recipe: corpora of token ids, not conversations (tune.data.corpus_pipeline)."""
+
+    corpora: list[CorpusEntry] = Field(
+        min_length=1, description="The pre-tokenized corpora blended for training. Required, at least one."
+    )
+    corpus_root: str | None = Field(
+        default=None,
+        description="Folder that relative `prefix`es (of `corpora` and `eval_corpora`) are read from, e.g. where "
+        "LLM-jp's corpus v4 lies on your cluster: `tune run recipe.yaml data.corpus_root=/groups/...`. Default: "
+        "none (relative prefixes are read from the recipe's folder).",
+        json_schema_extra=RESUME_FREE,
+    )
+    max_seq_len: int = Field(
+        default=4096, ge=16, le=1_048_576,
+        description=f"Tokens per training sequence; each sample is a window of this + 1 tokens (inputs and "
+        f"shifted labels), as Megatron's GPTDataset builds them. Default 4096 ({LLMJP_PRETRAIN}: seq 4096).",
+    )
+    eval_fraction: float = Field(
+        default=0.001, ge=0, lt=0.5,
+        description="Fraction of each corpus's documents held out (Megatron's `--split`, per corpus) for the "
+        "held-out perplexity logged at `train.eval_steps`. LLM-jp's runs use `--split 1,0,0`, holding out "
+        "nothing: set 0 to train on exactly their documents. Default 0.001 (1 document in 1000).",
+    )
+    eval_samples: int = Field(
+        default=32, ge=1,
+        description="Held-out windows of `max_seq_len` + 1 tokens evaluated per corpus (and per eval corpus) at "
+        "each evaluation. Default 32.",
+        json_schema_extra=RESUME_FREE,
+    )
+    eval_corpora: list[CorpusEntry] = Field(
+        default_factory=list,
+        description="Corpora read only for held-out perplexity, e.g. a general Japanese corpus to watch "
+        "forgetting while adapting to a domain; never trained on (`repeat`/`share` do not apply). Default: none.",
+        json_schema_extra=RESUME_FREE,
+    )
+
+    @model_validator(mode="after")
+    def _shares_all_or_none(self) -> "CorpusDataSection":
+        shares = [c.share for c in self.corpora]
+        if any(s is not None for s in shares):
+            if any(s is None for s in shares):
+                raise ValueError("either every corpus has a `share` or none has")
+            if abs(sum(shares) - 1) > 1e-6:
+                raise ValueError(f"the corpora's shares add up to {sum(shares):g}; they must add up to 1")
+        for index, entry in enumerate(self.eval_corpora):
+            if entry.repeat is not None or entry.share is not None:
+                raise ValueError(f"`eval_corpora.{index}` is read for evaluation only; drop its `repeat`/`share`")
+        return self
+
+
+def _data_tag(value) -> str:
+    """Which data section a `data` mapping is: `corpora` (cpt) when it names corpora, else conversations."""
+    if isinstance(value, dict):
+        return "corpora" if "corpora" in value else "datasets"
+    return "corpora" if isinstance(value, CorpusDataSection) else "datasets"
+
+
+Data = Annotated[
+    Union[Annotated[DataSection, Tag("datasets")], Annotated[CorpusDataSection, Tag("corpora")]],  # noqa: UP007
+    Discriminator(_data_tag),
+]
+
+
 class TrainSection(Section):
     epochs: float = Field(default=2, gt=0, le=1000, description=f"Passes over the data, at most 1000. Default 2 ({LLMJP_SFT}).",
                           json_schema_extra=RESUME_LENGTH)
@@ -479,9 +609,27 @@ class TrainSection(Section):
         description=f"Learning rate the cosine schedule ends at. Default: 2e-6 for sft ({LLMJP_SFT}), "
         f"5e-7 for dpo ({LLMJP_DPO}).",
     )
-    scheduler: Literal["cosine", "linear", "constant"] = Field(
+    scheduler: Literal["cosine", "linear", "constant", "wsd"] = Field(
         default="cosine",
-        description=f"Learning-rate schedule after warmup: `cosine` (to `min_lr`), `linear` (to 0), `constant`. Default `cosine` ({LLMJP_SFT}).",
+        description=f"Learning-rate schedule after warmup: `cosine` (to `min_lr`), `linear` (to 0), `constant`, or "
+        f"`wsd` (warmup-stable-decay: constant at `lr`, then `train.decay_style` to `min_lr` over the last "
+        f"`decay_steps`, Megatron's WSD as {LLMJP_PRETRAIN} and {LLMJP_CPT} use it). Default `cosine` ({LLMJP_SFT}).",
+    )
+    decay_steps: int | None = Field(
+        default=None, ge=1,
+        description=f"With `scheduler: wsd`: optimizer steps of the decay phase, at the end of the run "
+        f"(Megatron's `--lr-wsd-decay-iters`; 250 of 500 in {LLMJP_CPT}). Give this or `decay_fraction`. Default: none.",
+    )
+    decay_fraction: float | None = Field(
+        default=None, gt=0, le=1,
+        description="With `scheduler: wsd`: the decay phase as a fraction of the run's optimizer steps (rounded "
+        "down, at least 1). Give this or `decay_steps`. Default: none.",
+    )
+    decay_style: Literal["minus_sqrt", "linear", "cosine"] = Field(
+        default="minus_sqrt",
+        description=f"With `scheduler: wsd`: the decay's shape, Megatron's `--lr-wsd-decay-style`: `minus_sqrt` "
+        f"lr = min + (1 - sqrt(x)) (max - min), `linear` 1 - x, `cosine` (1 + cos(pi x)) / 2, x the fraction "
+        f"of the decay done. Default `minus_sqrt` ({LLMJP_PRETRAIN}, {LLMJP_CPT}).",
     )
     warmup_steps: int = Field(default=20, ge=0, description=f"Linear warmup steps. Default 20 ({LLMJP_SFT}).")
     min_lr_hold_steps: int = Field(
@@ -497,6 +645,7 @@ class TrainSection(Section):
     grad_accumulation: int | None = Field(
         default=None,
         ge=1,
+        json_schema_extra=RESUME_TOPOLOGY,
         description="Micro-steps per optimizer step (global batch = nodes x processes_per_node x "
         "per_device_batch_size x this). Default: derived from `global_batch_size` when that is set, else 1; "
         "given together with `global_batch_size`, the two must agree.",
@@ -522,7 +671,11 @@ class TrainSection(Section):
         default="adamw_torch", description="Optimizer (transformers name). Default `adamw_torch` (Adam with decoupled weight decay)."
     )
     adam_beta1: float = Field(default=0.9, ge=0, lt=1, description=f"Adam beta1. Default 0.9 ({LLMJP_SFT}).")
-    adam_beta2: float = Field(default=0.98, ge=0, lt=1, description=f"Adam beta2. Default 0.98 ({LLMJP_SFT}).")
+    adam_beta2: float | None = Field(
+        default=None, ge=0, lt=1,
+        description=f"Adam beta2. Default: the method's, 0.98 for sft and dpo ({LLMJP_SFT}), 0.95 for cpt "
+        f"({LLMJP_CPT}, {LLMJP_PRETRAIN}).",
+    )
     adam_epsilon: float = Field(default=1e-8, gt=0, description="Adam epsilon. Default 1e-8.")
     weight_decay: float = Field(default=0.1, ge=0, description=f"Weight decay. Default 0.1 ({LLMJP_SFT}).")
     max_grad_norm: float = Field(default=1.0, ge=0, description=f"Gradient clipping norm (0 = off). Default 1.0 ({LLMJP_SFT}).")
@@ -558,6 +711,19 @@ class TrainSection(Section):
         if self.min_lr_hold_steps and self.scheduler != "cosine":
             raise ValueError(f"`train.min_lr_hold_steps` holds the cosine's minimum, and `train.scheduler` is "
                              f"`{self.scheduler}`; set scheduler: cosine or min_lr_hold_steps: 0")
+        if self.scheduler == "wsd":
+            if (self.decay_steps is None) == (self.decay_fraction is None):
+                raise ValueError("`train.scheduler: wsd` needs the decay phase's length: give `train.decay_steps` "
+                                 "or `train.decay_fraction` (one of them)")
+            if self.max_steps is not None:  # with epochs the steps are known at `tune run` (tune.training.wsd_schedule)
+                decay = self.decay_steps or max(1, int(self.decay_fraction * self.max_steps))
+                if decay > self.max_steps - self.warmup_steps:
+                    raise ValueError(f"the decay ({decay} steps) is longer than the {self.max_steps} steps of "
+                                     f"`train.max_steps` less the {self.warmup_steps} of `train.warmup_steps`; lower "
+                                     "`train.decay_steps` / `train.decay_fraction` or the warmup")
+        elif self.decay_steps is not None or self.decay_fraction is not None:
+            raise ValueError(f"`train.decay_steps` / `train.decay_fraction` set the decay of `scheduler: wsd`, and "
+                             f"`train.scheduler` is `{self.scheduler}`; set scheduler: wsd or drop them")
         return self
 
 
@@ -597,9 +763,11 @@ class LoggingSection(Section):
 
 
 class LaunchSection(Section):
-    nodes: int = Field(default=1, ge=1, le=4096, description="Number of machines. Default 1.")
+    nodes: int = Field(default=1, ge=1, le=4096, description="Number of machines. Default 1.",
+                       json_schema_extra=RESUME_TOPOLOGY)
     processes_per_node: int = Field(
-        default=1, ge=1, le=64, description="Processes (one per GPU) on each machine. Default 1."
+        default=1, ge=1, le=64, description="Processes (one per GPU) on each machine. Default 1.",
+        json_schema_extra=RESUME_TOPOLOGY,
     )
     strategy: Literal["ddp", "fsdp2", "deepspeed_zero2", "deepspeed_zero3"] = Field(
         default="ddp",
@@ -638,7 +806,8 @@ class Recipe(Section):
                              json_schema_extra=RESUME_FREE)
     model: ModelSection
     method: Method = Field(default_factory=SftMethod, description="The training method. Default: `sft` with its defaults.")
-    data: DataSection
+    data: Data = Field(description="The training data: `datasets` (conversations or preference pairs) for sft and "
+                       "dpo, `corpora` (pre-tokenized corpora) for cpt. Required.")
     train: TrainSection = Field(default_factory=TrainSection)
     output: OutputSection = Field(default_factory=OutputSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
@@ -681,4 +850,18 @@ class Recipe(Section):
             self.train.min_lr = min(self.method.DEFAULT_MIN_LR, self.train.lr)
         if self.train.min_lr > self.train.lr:
             raise ValueError(f"`train.min_lr` ({self.train.min_lr}) is above `train.lr` ({self.train.lr}); it must not be")
+        if self.train.adam_beta2 is None:
+            self.train.adam_beta2 = self.method.DEFAULT_ADAM_BETA2
+        return self
+
+    @model_validator(mode="after")
+    def _data_fits_the_method(self) -> "Recipe":
+        """`cpt` trains on `data.corpora`; the other methods on `data.datasets`."""
+        corpora = isinstance(self.data, CorpusDataSection)
+        if self.method.name == "cpt" and not corpora:
+            raise ValueError("method `cpt` trains on pre-tokenized corpora: write `data.corpora: [{prefix: PATH}, ...]` "
+                             "(see `tune data tokenize`) instead of `data.datasets`")
+        if self.method.name != "cpt" and corpora:
+            raise ValueError(f"`data.corpora` (pre-tokenized corpora) is the data of method `cpt`, and this recipe's "
+                             f"method is `{self.method.name}`; set `method.name: cpt` or give `data.datasets`")
         return self

@@ -286,17 +286,21 @@ def clear_failure(key: str, job: JobPreparation) -> None:
 
 
 def wait_for_entry(key: str, job: JobPreparation, notify: Callable[[str], None] | None = None,
-                   poll_s: float | None = None, say_every_s: float | None = None) -> None:
+                   poll_s: float | None = None, say_every_s: float | None = None, done: Path | None = None) -> None:
     """Wait until the entry ``key`` is complete in the cache (module docstring), saying so through
     ``notify`` (stderr when None) when ``job.announces``: at once, then every ``say_every_s``
-    seconds. Raises PreparedElsewhereFailed when the preparing process left its failure file."""
+    seconds. Raises PreparedElsewhereFailed when the preparing process left its failure file.
+    ``done`` is the file whose presence means complete (default: the entry's ``checksums.json``;
+    tune.data.corpus_pipeline waits for its own entries' last file)."""
     notify = notify or (lambda line: print(line, file=sys.stderr, flush=True))
     poll_s = WAIT_POLL_S if poll_s is None else poll_s
     say_every_s = WAIT_SAY_EVERY_S if say_every_s is None else say_every_s
     folder, failed = cache_dir(key), failure_file(key, job)
+    done = done or folder / CHECKSUM_FILE
+    folder = done.parent
     started = time.monotonic()
     said = None
-    while not (folder / CHECKSUM_FILE).is_file():
+    while not done.is_file():
         if failed.exists():
             raise PreparedElsewhereFailed(f"data: the preparation of {key} by {job.preparer} failed "
                                           f"({failed.read_text().strip()})")

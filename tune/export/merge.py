@@ -94,7 +94,7 @@ def load_run_tokenizer(run: FinishedRun):
     from tune.data.render import template_text
 
     tokenizer = AutoTokenizer.from_pretrained(run.final)
-    template = template_text(run.recipe.data.template)
+    template = template_text(getattr(run.recipe.data, "template", "chat"))  # cpt: the tokenizer's own (chat)
     if template is not None:
         tokenizer.chat_template = template
     return tokenizer

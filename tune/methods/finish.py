@@ -75,6 +75,7 @@ def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
         **figures,
         wall_time_s=round(wall, 2),
         final_eval_loss=eval_metrics.get("eval_loss"),
+        **eval_sets_figures(eval_metrics),
         **({"final_eval_rewards": eval_rewards} if eval_rewards else {}),
         **run.extra,
         final_dir=str(final_dir),
@@ -86,6 +87,18 @@ def finish_run(run: TrainedRun, printer: Printer = print) -> RunResult:
     printer(done_line(manifest, preference_figures(progress.last_record).replace(" | ", ", ")))
     printer(f"saved {kind} + tokenizer to {final_dir}  (run folder: {run_dir})")
     return RunResult(manifest, trainer.model, inputs.tokenizer)
+
+
+def eval_sets_figures(eval_metrics: dict) -> dict:
+    """With several named eval sets (cpt: one per corpus), their final losses and perplexities by name."""
+    from tune.training.corpus_trainer import perplexity
+
+    losses = {key.removeprefix("eval_").removesuffix("_loss"): value for key, value in eval_metrics.items()
+              if key.startswith("eval_") and key.endswith("_loss") and key != "eval_loss" and "/" not in key}
+    if not losses:
+        return {}
+    return {"final_eval_losses": losses,
+            "final_eval_perplexities": {name: round(perplexity(loss), 4) for name, loss in losses.items()}}
 
 
 def _unwritten(path: Path, **fields) -> dict:

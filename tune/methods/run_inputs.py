@@ -3,7 +3,8 @@
     checkpoint   located by tune.methods.run before any heavy import (a missing folder or an
                  offline hub id fails at once); a method called directly locates it itself
     tokenizer    built from the checkpoint (or `model.tokenizer`), chat template required
-    data         prepared by tune.data for the method's kind of data (METHODS), report printed
+    data         prepared by tune.data for the method's kind of data (METHODS), report printed:
+                 conversations or pairs by tune.data.pipeline, corpora (cpt) by tune.data.corpus_pipeline
     resume_from  the latest complete checkpoint of an interrupted run in `output.dir` (`train.resume`;
                  whether the recipe may continue it was decided by tune.methods.run)
     model        loaded as the recipe says (dtype, 4-bit, router, Liger), from the resume
@@ -33,6 +34,7 @@ from tune.data.prepared import PreparedData
 from tune.models.checkpoints import Checkpoint
 
 if TYPE_CHECKING:
+    from tune.data.corpus_pipeline import CorpusData
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 Printer = Callable[[str], None]
@@ -45,7 +47,7 @@ class RunInputs:
 
     checkpoint: Checkpoint
     tokenizer: PreTrainedTokenizerFast
-    data: PreparedData
+    data: PreparedData | CorpusData
     resume_from: Path | None
     model: PreTrainedModel
 
@@ -59,6 +61,7 @@ def load_run_inputs(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None
     """Everything above, in that order, printing what was found. Refuses (UserError) as each step does."""
     from transformers import set_seed
 
+    from tune.config.methods import METHODS
     from tune.data.pipeline import prepare_data
     from tune.models.checkpoints import locate_checkpoint
     from tune.models.loading import check_vocab_fits, load_model, load_tokenizer
@@ -71,7 +74,12 @@ def load_run_inputs(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | None
         checkpoint = checkpoint or locate_checkpoint(recipe.model)
         printer(f"model: {checkpoint.source} ({checkpoint.folder})")
         tokenizer = load_tokenizer(recipe, checkpoint)
-        data = prepare_data(recipe, tokenizer, printer=printer)
+        if METHODS[recipe.method.name].data_kind == "corpus":
+            from tune.data.corpus_pipeline import prepare_corpora
+
+            data = prepare_corpora(recipe, tokenizer, printer=printer)
+        else:
+            data = prepare_data(recipe, tokenizer, printer=printer)
         printer(f"data: prepared {'(from cache) ' if data.from_cache else ''}key {data.key}")
         for line in data.report.lines():
             printer(f"data: {line}")

@@ -56,7 +56,8 @@ def build_sft_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
     started = time.perf_counter()
     inputs = load_run_inputs(recipe, run_dir, checkpoint, printer)
     data = inputs.data
-    progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe))
+    progress = ProgressCallback(run_dir / "metrics.jsonl", printer=printer, aux_loss_coef=router_aux_coef(recipe),
+                                z_loss_coef=recipe.model.router_z_loss_coef)
     args = sft_config(recipe, run_dir, has_eval=len(data.eval) > 0)
     guard = CheckpointGuard(run_dir, take_over_rotation(args), printer)  # complete checkpoints only
     set_seed(recipe.train.seed)  # LoRA weights are drawn inside the trainer's constructor
@@ -69,6 +70,7 @@ def build_sft_trainer(recipe: Recipe, run_dir: Path, checkpoint: Checkpoint | No
         peft_config=lora_config(recipe),
         callbacks=[progress, guard],
         min_lr_hold_steps=recipe.train.min_lr_hold_steps,
+        router_z_loss_coef=recipe.model.router_z_loss_coef,
     )
     return make_ready(recipe, run_dir, inputs, trainer, progress, started, printer)
 

@@ -6,8 +6,9 @@ the model name, variant, `path` / `revision` and MoE router defaults against the
 included (tune.recipe.dataset_checks); check single values the schema's types let through:
 non-finite numbers, booleans for numbers, dates off the calendar (tune.config.value_checks);
 validate against the schema (tune.config.validation); then the combinations the schema cannot
-see: settings one section makes pointless in another (tune.recipe.setting_checks), and, from the
-architecture, LoRA targets and Liger support (tune.recipe.architecture_checks). Problems of the
+see: settings one section makes pointless in another (tune.recipe.setting_checks), from the
+architecture, LoRA targets and Liger support (tune.recipe.architecture_checks), and a `cpt` recipe's
+corpora that are on this machine (tune.recipe.corpus_checks). Problems of the
 steps after reading are reported together, in reading order, in one RecipeError; a key reported
 by the value checks is not reported again by the schema.
 
@@ -28,6 +29,7 @@ from tune.config.recipe_tree import read_recipe_tree
 from tune.config.validation import validate
 from tune.config.value_checks import value_problems
 from tune.recipe.architecture_checks import architecture_problems
+from tune.recipe.corpus_checks import corpus_problems
 from tune.recipe.dataset_checks import resolve_datasets
 from tune.recipe.model_checks import resolve_model
 from tune.recipe.setting_checks import setting_problems
@@ -51,6 +53,7 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = (), now: datetime |
         recipe = None  # the schema accepted a value the checks refuse (`max_steps: true`)
     if recipe is not None:
         problems += setting_problems(recipe, positions) + architecture_problems(recipe, positions)
+        problems += corpus_problems(recipe, positions)
     if problems or recipe is None:
         raise RecipeError(reading_order(problems, positions.root.source))
     return LoadedRecipe(recipe, read.file, read.overrides, positions)

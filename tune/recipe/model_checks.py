@@ -13,6 +13,8 @@ Run on the recipe tree before schema validation; values are fixed in place:
 - ``model.router_aux_loss_coef`` / ``output_router_logits``: on an MoE model, written out when
   unset (the checkpoint's coefficient, 0.01 for LLM-jp-4 32B-A3B, and on: LLM-jp trained with it);
   on a dense model, refused.
+- ``model.router_z_loss_coef`` above 0: refused on a dense model (no router), and on a `dpo` recipe
+  (tune.training.router_losses adds the z-loss to SFT and cpt training only).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def resolve_model(tree: dict, positions: PositionMap) -> list[Problem]:
     kind, problem = _resolve_name(model, positions)
     if problem is not None:
         return [problem]
-    checks = (_check_variant(model, kind, positions), *_check_source_keys(model, kind, positions), _resolve_router(model, positions))
+    checks = (_check_variant(model, kind, positions), *_check_source_keys(model, kind, positions), _resolve_router(model, positions),
+              _check_z_loss(tree, model, positions))
     return [p for p in checks if p]
 
 
@@ -80,6 +83,22 @@ def _resolve_router(model: dict, positions: PositionMap) -> Problem | None:
         if model.get(key) is not None:
             return Problem(positions.value(f"model.{key}"), f"model.{key}",
                            f"{model['name']} is a dense model without a router", f"no `{key}` (it applies to MoE models)")
+    return None
+
+
+def _check_z_loss(tree: dict, model: dict, positions: PositionMap) -> Problem | None:
+    """A router z-loss above 0 needs an MoE model and a method that adds it (sft, cpt)."""
+    coef = model.get("router_z_loss_coef")
+    if not isinstance(coef, (int, float)) or isinstance(coef, bool) or coef <= 0:
+        return None
+    where = positions.value("model.router_z_loss_coef")
+    if (section(tree, "method") or {}).get("name") == "dpo":
+        return Problem(where, "model.router_z_loss_coef", "the router z-loss is added to sft and cpt training, not to dpo",
+                       "0 (or no `router_z_loss_coef`) on a dpo recipe")
+    config = architecture_of(model["name"], model.get("path"))
+    if config is not None and "output_router_logits" not in config:
+        return Problem(where, "model.router_z_loss_coef", f"{model['name']} is a dense model without a router",
+                       "no `router_z_loss_coef` (it applies to MoE models)")
     return None
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from tune.config.schema import Recipe
 from tune.errors import UserError
 
-_SCHEDULERS = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "constant_with_warmup"}
+_SCHEDULERS = {"cosine": "cosine_with_min_lr", "linear": "linear", "constant": "constant_with_warmup",
+               "wsd": "warmup_stable_decay"}  # wsd: built by tune.training.wsd_schedule from the kwargs below
 
 
 def resolve_precision(recipe: Recipe) -> str:
@@ -29,6 +30,17 @@ def router_aux_coef(recipe: Recipe) -> float | None:
     return recipe.model.router_aux_loss_coef if recipe.model.output_router_logits else 0.0
 
 
+def _scheduler_kwargs(train) -> dict:
+    """The schedule's own arguments: the floor as ``min_lr_rate`` (cosine, wsd), and for wsd the decay's length
+    and shape, which tune.training.wsd_schedule reads (it settles a `decay_fraction` once the steps are known)."""
+    if train.scheduler == "cosine":
+        return {"min_lr_rate": train.min_lr / train.lr}
+    if train.scheduler == "wsd":
+        length = {"decay_steps": train.decay_steps} if train.decay_steps is not None else {"decay_fraction": train.decay_fraction}
+        return {"decay_style": train.decay_style, "min_lr_rate": train.min_lr / train.lr, **length}
+    return {}
+
+
 def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dict:
     """The TrainingArguments every method shares (SFTConfig and DPOConfig alike): schedule,
     optimizer, batch, precision, sequence length, evaluation, logging, checkpoints under
@@ -44,7 +56,8 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
     `launch.strategy` adds the FSDP2 / DeepSpeed arguments of tune.training.strategy (which also
     says how fp32 master weights are kept under each); without CUDA, FSDP2 installs
     tune.training.cpu_sharding first. The cosine's floor goes to transformers as ``min_lr_rate``
-    (`train.min_lr` / `train.lr`), which works under every strategy.
+    (`train.min_lr` / `train.lr`), which works under every strategy. `train.scheduler: wsd` is Megatron's WSD,
+    built by the trainers' tune.training.wsd_schedule from ``lr_scheduler_kwargs`` (decay style, floor, length).
     """
     import torch
 
@@ -65,7 +78,7 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
         lr_scheduler_type=scheduler,
         # min_lr as a rate of lr (the same number transformers computes from min_lr): with min_lr itself the
         # schedule reads optimizer.defaults, which DeepSpeed ZeRO-3's optimizer lacks (docs/strategies.md)
-        lr_scheduler_kwargs={"min_lr_rate": train.min_lr / train.lr} if scheduler == "cosine_with_min_lr" else {},
+        lr_scheduler_kwargs=_scheduler_kwargs(train),
         warmup_steps=train.warmup_steps,
         per_device_train_batch_size=train.per_device_batch_size,
         gradient_accumulation_steps=train.grad_accumulation,
@@ -81,7 +94,7 @@ def trainer_kwargs(recipe: Recipe, run_dir: Path, has_eval: bool = False) -> dic
         bf16=precision == "bf16" and not mixed_precision_off(recipe),
         fp16=precision == "fp16" and not mixed_precision_off(recipe),
         use_cpu=not torch.cuda.is_available(),
-        max_length=recipe.data.max_seq_len + (1 if recipe.data.packing == "concat" else 0),  # concat windows: tune.data.concat_windows
+        max_length=recipe.data.max_seq_len + (1 if getattr(recipe.data, "packing", "none") == "concat" else 0),  # concat windows: tune.data.concat_windows
         eval_strategy="steps" if has_eval and train.eval_steps else "no",
         eval_steps=train.eval_steps,
         per_device_eval_batch_size=train.per_device_batch_size,

@@ -64,7 +64,8 @@ ACCURACY = Series("rewards/accuracies", "reward accuracy", "#9467bd", "6 4")
 
 
 def read_metrics(metrics_path: Path) -> list[dict]:
-    """The records of ``metrics_path`` in step order, one per step (the later wins); [] when absent."""
+    """The records of ``metrics_path`` in step order, one per step (the lines of a step merged, the later's
+    values winning: a training line and its step's evaluation line); [] when absent."""
     if not metrics_path.exists():
         return []
     by_step: dict[int, dict] = {}
@@ -74,7 +75,7 @@ def read_metrics(metrics_path: Path) -> list[dict]:
         except ValueError:
             continue
         if isinstance(record, dict) and _number(record.get("step")) is not None:
-            by_step[int(record["step"])] = record
+            by_step.setdefault(int(record["step"]), {}).update(record)
     return [by_step[step] for step in sorted(by_step)]
 
 

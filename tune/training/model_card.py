@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tune.config.schema import DatasetEntry, Recipe
+from tune.config.schema import CorpusDataSection, DatasetEntry, Recipe
 from tune.models.presets import get_preset
 
 FORMS = ("adapter", "merged", "full")
@@ -73,7 +73,8 @@ def render_card(recipe: Recipe, manifest: dict, title: str, form: str, export_dt
         raise ValueError(f"model card form {form!r}: expected one of {', '.join(FORMS)}")
     if (form == "full") != (recipe.method.peft == "none"):
         raise ValueError(f"model card form {form!r} does not fit a run with method.peft {recipe.method.peft}")
-    datasets = [_dataset_row(entry) for entry in recipe.data.datasets]
+    corpora = isinstance(recipe.data, CorpusDataSection)
+    datasets = [] if corpora else [_dataset_row(entry) for entry in recipe.data.datasets]
     hub_ids = sorted({row["hf_id"] for row in datasets if row["hf_id"] and row["real"]})
     base_id = _base_hub_id(recipe)
     library = "peft" if form == "adapter" else "transformers"
@@ -89,8 +90,10 @@ def render_card(recipe: Recipe, manifest: dict, title: str, form: str, export_dt
 
     lines = front + ["", f"# {title}", "", recipe.description or "", ""]
     lines += _base_section(recipe, manifest) + _method_section(recipe, export_dtype, form)
-    lines += _data_section(recipe, datasets) + _hyper_section(recipe) + _results_section(manifest, curve)
-    lines += _provenance_section(manifest, recipe_here) + _usage_section(recipe, form)
+    lines += (_corpus_section(recipe, manifest) if corpora else _data_section(recipe, datasets))
+    lines += _hyper_section(recipe) + _results_section(manifest, curve)
+    lines += _provenance_section(manifest, recipe_here)
+    lines += _text_usage_section(form) if corpora else _usage_section(recipe, form)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -191,17 +194,55 @@ def _data_section(recipe: Recipe, datasets: list[dict]) -> list[str]:
     return lines
 
 
+def _corpus_section(recipe: Recipe, manifest: dict) -> list[str]:
+    """The card's data section for a cpt run: the corpora, their blend, what was held out."""
+    data = recipe.data
+    lines = ["## Training data", "", "| corpus | prefix | weight |", "|---|---|---|"]
+    for entry in data.corpora:
+        weight = f"share {entry.share:g}" if entry.share is not None else f"tokens x {entry.repeat or 1:g}"
+        lines.append(f"| {entry.name or Path(entry.prefix).name} | `{entry.prefix}` | {weight} |")
+    lines += ["", f"Pre-tokenized corpora (Megatron indexed datasets), windows of {data.max_seq_len} + 1 tokens built and "
+              f"blended by Megatron-Core's GPTDataset; {data.eval_fraction:g} of each corpus's documents held out for "
+              "perplexity." + (f" Also evaluated on: {', '.join(f'`{e.prefix}`' for e in data.eval_corpora)}." if data.eval_corpora else ""), ""]
+    perplexities = manifest.get("final_eval_perplexities") or {}
+    if perplexities:
+        lines += ["| held-out set | perplexity |", "|---|---|"]
+        lines += [f"| {name} | {value:,.2f} |" for name, value in perplexities.items()] + [""]
+    return lines
+
+
+def _schedule_words(train) -> str:
+    if train.scheduler != "wsd":
+        return train.scheduler
+    decay = f"{train.decay_steps} steps" if train.decay_steps else f"the last {train.decay_fraction:g} of the run"
+    return f"wsd, {train.decay_style} decay over {decay}"
+
+
+def _text_usage_section(form: str) -> list[str]:
+    """How to use a continued pre-trained model: plain text continuation (it was not trained on chat)."""
+    load = (["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
+             'tokenizer = AutoTokenizer.from_pretrained("PATH")', 'model = AutoPeftModelForCausalLM.from_pretrained("PATH")']
+            if form == "adapter" else
+            ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+             'tokenizer = AutoTokenizer.from_pretrained("PATH")', 'model = AutoModelForCausalLM.from_pretrained("PATH")'])
+    return ["## Use", "", "```python", *load,
+            'inputs = tokenizer("日本の首都は", return_tensors="pt")',
+            "output = model.generate(**inputs, max_new_tokens=64)",
+            "print(tokenizer.decode(output[0]))", "```", "",
+            "A continued pre-training run: the model continues text; tune it with `method.name: sft` to chat.", ""]
+
+
 def _hyper_section(recipe: Recipe) -> list[str]:
     train, data, launch = recipe.train, recipe.data, recipe.launch
     processes = launch.nodes * launch.processes_per_node
     global_batch = train.per_device_batch_size * train.grad_accumulation * processes
     length = f"{train.max_steps} steps" if train.max_steps else f"{train.epochs:g} epochs"
     rows = [
-        ("learning rate", f"{train.lr:g} -> {train.min_lr:g} ({train.scheduler}, {train.warmup_steps} warmup steps)"),
+        ("learning rate", f"{train.lr:g} -> {train.min_lr:g} ({_schedule_words(train)}, {train.warmup_steps} warmup steps)"),
         ("length", length),
         ("batch", f"{train.per_device_batch_size} per device x {train.grad_accumulation} accumulation x {processes} "
                   f"process(es) = {global_batch} sequences per step"),
-        ("max sequence length", f"{data.max_seq_len}" + PACKING_WORDS[data.packing]),
+        ("max sequence length", f"{data.max_seq_len}" + PACKING_WORDS[getattr(data, "packing", "none")]),
         ("optimizer", f"{train.optimizer}, betas ({train.adam_beta1:g}, {train.adam_beta2:g}), eps {train.adam_epsilon:g}, "
                       f"weight decay {train.weight_decay:g}, clip {train.max_grad_norm:g}"),
         ("precision", train.precision),

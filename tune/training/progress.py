@@ -1,11 +1,15 @@
 """A trainer callback that shows progress (step, loss, tokens/s, ETA), writes metrics.jsonl and
 keeps the run's figures across resumes.
 
-Each log event of the trainer becomes one JSON line in ``metrics.jsonl`` (step, epoch, loss,
+Each training log event of the trainer becomes one JSON line in ``metrics.jsonl`` (step, epoch, loss,
 learning rate, grad norm, tokens seen over the run, tokens/s and elapsed seconds of this process,
-plus every other number the trainer logged, such as DPO rewards or the MoE router aux loss),
+plus every other number the trainer logged, such as DPO rewards or the MoE router losses `aux_loss` and
+`z_loss`, with `lm_loss` (or `dpo_loss`): the loss less the router losses' weighted terms),
 written by the main process, and, on the main process, one printed line. A DPO run's line also
-shows the reward margin and accuracy (TRL's `rewards/margins`, `rewards/accuracies`).
+shows the reward margin and accuracy (TRL's `rewards/margins`, `rewards/accuracies`). With ``evaluations``
+(method cpt's held-out perplexity), an evaluation's figures (`eval_<name>_loss`, `eval_<name>_perplexity`, ...)
+get a line of their own, with the step and epoch but no `loss` (a training line of the same step may come
+before it); otherwise they go to the manifest only, as before.
 
 A resumed run keeps the lines up to its checkpoint's step. A torn last line (a write cut by the
 interruption) is cut back to the last whole line, and any other line that is not a record is
@@ -40,9 +44,12 @@ class ProgressCallback(TrainerCallback, ExportableState):
     run's figures (module docstring). ``state()`` is what checkpoints record; transformers'
     ``restore_callback_states_from_checkpoint`` stays off: ``on_train_begin`` reads it back."""
 
-    def __init__(self, metrics_path: Path, printer=print, aux_loss_coef: float | None = None):
+    def __init__(self, metrics_path: Path, printer=print, aux_loss_coef: float | None = None, z_loss_coef: float = 0.0,
+                 evaluations: bool = False):
         self.metrics_path = metrics_path
+        self.evaluations = evaluations  # write each evaluation's figures too (method cpt: held-out perplexity)
         self.aux_loss_coef = aux_loss_coef
+        self.z_loss_coef = z_loss_coef  # tune.training.router_losses: the loss holds z_loss_coef x z_loss
         self.printer = printer
         self.started = None
         self.last_loss = None
@@ -91,15 +98,19 @@ class ProgressCallback(TrainerCallback, ExportableState):
                     self.past_loss_sum += record["loss"] * (record["step"] - previous)
                     self.past_loss_steps += record["step"] - previous
                 previous = record["step"]
-        if kept and isinstance(kept[-1].get("loss"), (int, float)):
-            self.last_loss, self.last_record = float(kept[-1]["loss"]), kept[-1]
+        trained = [record for record in kept if isinstance(record.get("loss"), (int, float))]  # not eval lines
+        if trained:
+            self.last_loss, self.last_record = float(trained[-1]["loss"]), trained[-1]
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step, self.tokens_seen = state.global_step, int(state.num_input_tokens_seen or 0)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
-        if "loss" not in logs:  # the end-of-training summary; recorded in the manifest instead
+        if "loss" not in logs:  # an evaluation, or the end-of-training summary (recorded in the manifest instead)
+            evaluated = {k: v for k, v in logs.items() if k.startswith("eval_") and isinstance(v, (int, float))}
+            if evaluated and self.evaluations:
+                self._write_evaluation(state, evaluated)
             return
         self.elapsed = time.perf_counter() - self.started
         self.tokens_seen = int(state.num_input_tokens_seen or 0)
@@ -122,14 +133,31 @@ class ProgressCallback(TrainerCallback, ExportableState):
         }
         # everything else the trainer logged (DPO rewards and margins, MoE aux loss, ...), as is
         record.update({k: v for k, v in logs.items() if k not in _RENAMED and isinstance(v, (int, float))})
-        if "aux_loss" in logs and self.aux_loss_coef:
-            # the logged loss includes coef x aux loss; show the language-model (or DPO) part apart
-            record[_main_loss_key(record)] = self.last_loss - self.aux_loss_coef * logs["aux_loss"]
+        weighted = self._router_terms(logs)
+        if weighted:
+            # the logged loss includes coef x each router loss; show the language-model (or DPO) part apart
+            record[_main_loss_key(record)] = self.last_loss - sum(coef * value for _, value, coef in weighted)
         self.last_record = record
         if state.is_world_process_zero:
             with open(self.metrics_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             self.printer(self._line(state, record))
+
+    def _write_evaluation(self, state, evaluated: dict) -> None:
+        """One metrics line for an evaluation's figures (`eval_<name>_loss`, `eval_<name>_perplexity`, ...) with
+        its step and epoch (no `loss`: the training record of that step has it), and one printed line."""
+        record = {"step": state.global_step, "epoch": round(float(state.epoch or 0), 4), **evaluated}
+        if state.is_world_process_zero:
+            with open(self.metrics_path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            shown = [f"{key.removeprefix('eval_')} {value:.4f}" for key, value in evaluated.items()
+                     if key.endswith(("_loss", "_perplexity"))]
+            self.printer(f"eval  {state.global_step:>5}/{state.max_steps or 0} | " + " | ".join(shown))
+
+    def _router_terms(self, logs: dict) -> list[tuple[str, float, float]]:
+        """(name, logged value, coefficient) of each router loss the logged loss holds (`aux`, `z`)."""
+        terms = (("aux", "aux_loss", self.aux_loss_coef), ("z", "z_loss", self.z_loss_coef))
+        return [(name, logs[key], coef) for name, key, coef in terms if coef and isinstance(logs.get(key), (int, float))]
 
     def state(self) -> dict:
         """What a checkpoint records (module docstring): the sessions up to now, this one included,
@@ -197,8 +225,8 @@ class ProgressCallback(TrainerCallback, ExportableState):
         done = step - self.start_step
         eta = self.elapsed / done * (total - step) if done else 0.0
         main = _main_loss_key(record)
-        aux = (f" ({main.split('_')[0]} {record[main]:.4f} + aux {record['aux_loss']:.4f} x {self.aux_loss_coef:g})"
-               if main in record else "")
+        terms = "".join(f" + {name} {value:.4f} x {coef:g}" for name, value, coef in self._router_terms(record))
+        aux = f" ({main.split('_')[0]} {record[main]:.4f}{terms})" if main in record else ""
         return (
             f"step {step:>5}/{total} | loss {record['loss']:.4f}{aux} | {preference_figures(record)}"
             f"lr {record['lr'] or 0:.2e} | {record['tokens_per_s']:,.0f} tok/s | ETA {timedelta(seconds=round(eta))}"

@@ -15,8 +15,14 @@ schema field declares (tune.config.schema: ``RESUME_FREE`` / ``RESUME_LENGTH`` i
               in steps). A schedule whose lr at a step depends on the total (cosine, linear, the held
               minimum) would continue with another curve than the one it trained on. A new
               `max_steps` below the checkpoint's step is refused (the checkpoint is past the end).
+    topology  the job's shape (`launch.nodes`, `launch.processes_per_node`, `train.grad_accumulation`):
+              may change only where the run continues exactly on another number of processes
+              (``topology_rule``): method cpt (its samples are read in one global order,
+              tune.training.corpus_trainer), `launch.strategy: ddp` before and after (its checkpoint
+              holds the whole optimizer state, which any number of processes loads) and the same global
+              batch. FSDP2 and DeepSpeed ZeRO checkpoints hold per-rank shards: refused there.
     (none)    must be equal: the model, method, adapters, data, seed, optimizer, schedule, lengths,
-              batch, precision, launch, evaluation...
+              batch, precision, strategy, evaluation...
 
 Absent and null compare equal (a record of an older tune version may lack a key whose value is
 null, or carry another method's null section). What may change is printed by `tune run`; what may
@@ -36,12 +42,12 @@ from pydantic import BaseModel
 
 from tune.config.positions import Position, PositionMap
 from tune.config.problems import Problem, reading_order
-from tune.config.schema import METHOD_NAMES, METHOD_SECTIONS, Recipe
+from tune.config.schema import METHOD_NAMES, METHOD_SECTIONS, CorpusDataSection, DataSection, Recipe
 
 RECORD = "recipe.yaml"
 # A leaf value of a resolved recipe as plain data (a list of plain values is one leaf).
 RecipeValue = str | int | float | bool | list | None
-FREE, LENGTH, FIXED = "free", "length", "fixed"
+FREE, LENGTH, TOPOLOGY, FIXED = "free", "length", "topology", "fixed"
 
 
 class UnreadableRecord(Exception):
@@ -154,6 +160,8 @@ def _section_of(annotation: Any, new: dict, path: str) -> type[BaseModel] | None
     if path == "method":
         name = (new.get("method") or {}).get("name", "sft")
         return dict(zip(METHOD_NAMES, METHOD_SECTIONS)).get(name)
+    if path == "data":
+        return CorpusDataSection if "corpora" in (new.get("data") or {}) else DataSection
     candidates = [annotation]
     while candidates:
         current = candidates.pop()
@@ -178,6 +186,28 @@ def length_rule(recorded: dict, new: dict, checkpoint_step: int | None) -> str |
     return None
 
 
+def topology_rule(recorded: dict, new: dict) -> str | None:
+    """Why the job's shape may not change here (None when it may; module docstring: ``topology``)."""
+    def shape(tree: dict) -> tuple[str | None, str | None, int | None]:
+        train, launch = tree.get("train") or {}, tree.get("launch") or {}
+        sizes = [launch.get("nodes", 1), launch.get("processes_per_node", 1), train.get("per_device_batch_size", 1),
+                 train.get("grad_accumulation") or 1]
+        batch = math.prod(sizes) if all(isinstance(size, int) for size in sizes) else None
+        return (tree.get("method") or {}).get("name", "sft"), launch.get("strategy", "ddp"), batch
+
+    (old_method, old_strategy, old_batch), (method, strategy, batch) = shape(recorded), shape(new)
+    if method != "cpt" or old_method != "cpt":
+        return ("only method cpt reads its data in one order that is the same on any number of processes; "
+                "this run must resume on the topology it was saved on")
+    if strategy != "ddp" or old_strategy != "ddp":
+        return (f"a `launch.strategy: {old_strategy}` checkpoint is resumed on the topology it was saved on; "
+                "only ddp checkpoints (the whole optimizer state in one file) load on another number of processes")
+    if batch is None or batch != old_batch:
+        return (f"the global batch would change ({old_batch} -> {batch} sequences per step): keep nodes x "
+                "processes_per_node x per_device_batch_size x grad_accumulation equal (`train.global_batch_size` does)")
+    return None
+
+
 def verdict(recorded: dict, new: dict, checkpoint_step: int | None) -> Verdict:
     """Which of the changes from ``recorded`` to ``new`` a resume from ``checkpoint_step`` allows."""
     allowed, refused = [], []
@@ -186,6 +216,9 @@ def verdict(recorded: dict, new: dict, checkpoint_step: int | None) -> Verdict:
             allowed.append(change)
         elif change.rule == LENGTH:
             why = length_rule(recorded, new, checkpoint_step)
+            (refused.append((change, why)) if why else allowed.append(change))
+        elif change.rule == TOPOLOGY:
+            why = topology_rule(recorded, new)
             (refused.append((change, why)) if why else allowed.append(change))
         else:
             refused.append((change, "the checkpoint continues only the run it was saved from"))
