@@ -88,3 +88,16 @@ def test_a_resumed_cpt_run_continues_at_the_next_unseen_sample(name, tmp_path, c
     assert sorted(resumed) == sorted(uninterrupted) == [1, 2, 3, 4, 5, 6]
     for step in (4, 5, 6):
         assert resumed[step] == pytest.approx(uninterrupted[step], abs=1e-6), (step, resumed, uninterrupted)
+
+
+def test_lora_continued_pre_training_trains_adapters_that_peft_loads(tmp_path):
+    loaded = load_recipe(REPO / "recipes" / "tiny" / "cpt.yaml",
+                         [f"output.dir={tmp_path / 'run'}", "method.peft=lora", "train.max_steps=6", "train.warmup_steps=1",
+                          "train.decay_steps=2", "train.eval_steps=null", "logging.logging_steps=1"])
+    run_recipe(loaded)
+    losses = train_losses(tmp_path / "run")
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6] and losses[6] < losses[1] - 0.3, losses
+    from peft import AutoPeftModelForCausalLM
+
+    model = AutoPeftModelForCausalLM.from_pretrained(tmp_path / "run" / "final")
+    assert any("lora_A" in name for name, _ in model.named_parameters())
