@@ -376,6 +376,18 @@ class DatasetEntry(Section):
         return self
 
 
+def _shares_add_up(shares: list[float | None], item: str) -> bool:
+    """Whether the ``item``s of a mixture give shares; ValueError unless every one or none does and they add up to 1."""
+    if all(share is None for share in shares):
+        return False
+    if any(share is None for share in shares):
+        raise ValueError(f"either every {item} has a `share` or none has")
+    if abs(sum(shares) - 1) > 1e-6:
+        plural = "corpora's" if item == "corpus" else f"{item}s'"
+        raise ValueError(f"the {plural} shares add up to {sum(shares):g}; they must add up to 1")
+    return True
+
+
 class DataSection(Section):
     datasets: list[DatasetEntry] = Field(min_length=1, description="The datasets of the mixture. Required, at least one.")
     max_seq_len: int = Field(
@@ -478,13 +490,7 @@ class DataSection(Section):
 
     @model_validator(mode="after")
     def _shares_all_or_none(self) -> "DataSection":
-        shares = [d.share for d in self.datasets]
-        if any(s is not None for s in shares):
-            if any(s is None for s in shares):
-                raise ValueError("either every dataset has a `share` or none has")
-            if abs(sum(shares) - 1) > 1e-6:
-                raise ValueError(f"the datasets' shares add up to {sum(shares):g}; they must add up to 1")
-        elif self.mixture_size is not None:
+        if not _shares_add_up([d.share for d in self.datasets], "dataset") and self.mixture_size is not None:
             raise ValueError("`mixture_size` applies only when the datasets use `share`")
         return self
 
@@ -565,12 +571,7 @@ class CorpusDataSection(Section):
 
     @model_validator(mode="after")
     def _shares_all_or_none(self) -> "CorpusDataSection":
-        shares = [c.share for c in self.corpora]
-        if any(s is not None for s in shares):
-            if any(s is None for s in shares):
-                raise ValueError("either every corpus has a `share` or none has")
-            if abs(sum(shares) - 1) > 1e-6:
-                raise ValueError(f"the corpora's shares add up to {sum(shares):g}; they must add up to 1")
+        _shares_add_up([c.share for c in self.corpora], "corpus")
         for index, entry in enumerate(self.eval_corpora):
             if entry.repeat is not None or entry.share is not None:
                 raise ValueError(f"`eval_corpora.{index}` is read for evaluation only; drop its `repeat`/`share`")

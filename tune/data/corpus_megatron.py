@@ -38,6 +38,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -61,16 +62,12 @@ def megatron_datasets():
         from megatron.core.datasets.utils import Split, normalize
     logging.getLogger("megatron.core.datasets").setLevel(logging.ERROR)
 
-    class Namespace:
-        pass
-
-    names = Namespace()
-    names.GPTDataset, names.GPTDatasetConfig, names.BlendedDataset = GPTDataset, GPTDatasetConfig, BlendedDataset
-    names.Split, names.normalize = Split, normalize
-    names.parse_and_normalize_split = config.parse_and_normalize_split
-    names.convert_split_vector_to_split_matrix = config.convert_split_vector_to_split_matrix
-    names.sizes_per_dataset = builder._get_size_per_split_per_dataset  # Megatron's own sizing (module docstring)
-    return names
+    return SimpleNamespace(
+        GPTDataset=GPTDataset, GPTDatasetConfig=GPTDatasetConfig, BlendedDataset=BlendedDataset, Split=Split,
+        normalize=normalize, parse_and_normalize_split=config.parse_and_normalize_split,
+        convert_split_vector_to_split_matrix=config.convert_split_vector_to_split_matrix,
+        sizes_per_dataset=builder._get_size_per_split_per_dataset,  # Megatron's own sizing (module docstring)
+    )
 
 
 @contextmanager
